@@ -1,0 +1,51 @@
+package idempotency
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+)
+
+// Fingerprint identifies what a request asks for, so that a key sent again
+// with another request can be told apart from a retry. It covers the method,
+// the path, the query (parameters sorted) and the body.
+//
+// A JSON body is canonicalised first: object keys sorted, insignificant
+// white space dropped and string escapes normalised, so two encoders that
+// order fields differently still agree. Numbers keep their literal text, so
+// 1000 and 1e3 differ. Any other body is taken byte for byte.
+func Fingerprint(r *http.Request, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(r.Method))
+	h.Write([]byte{0})
+	h.Write([]byte(r.URL.EscapedPath()))
+	h.Write([]byte{0})
+	h.Write([]byte(r.URL.Query().Encode()))
+	h.Write([]byte{0})
+	h.Write(canonicalJSON(body))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// canonicalJSON returns body in canonical form if it is one JSON value, and
+// body unchanged otherwise. The two cannot be confused: canonical JSON is
+// itself valid JSON, and a body that is not JSON is never rewritten.
+func canonicalJSON(body []byte) []byte {
+	if !json.Valid(body) {
+		return body
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return body
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return body
+	}
+	return buf.Bytes()
+}
