@@ -1,10 +1,8 @@
 package idempotency
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 )
 
@@ -26,26 +24,4 @@ func Fingerprint(r *http.Request, body []byte) string {
 	h.Write([]byte{0})
 	h.Write(canonicalJSON(body))
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// canonicalJSON returns body in canonical form if it is one JSON value, and
-// body unchanged otherwise. The two cannot be confused: canonical JSON is
-// itself valid JSON, and a body that is not JSON is never rewritten.
-func canonicalJSON(body []byte) []byte {
-	if !json.Valid(body) {
-		return body
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return body
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return body
-	}
-	return buf.Bytes()
 }
