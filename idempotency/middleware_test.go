@@ -507,3 +507,54 @@ func TestReplayHeadersOption(t *testing.T) {
 	post(h, "/orders", "k", `{}`)
 	assert.Equal(t, "1", post(h, "/orders", "k", `{}`).Header().Get("X-Order"))
 }
+
+// renewSpy reports every successful renewal on a channel.
+type renewSpy struct {
+	idempotency.Store
+	renewed chan struct{}
+}
+
+func (s renewSpy) Renew(ctx context.Context, c idempotency.Claim) error {
+	err := s.Store.Renew(ctx, c)
+	if err == nil {
+		select {
+		case s.renewed <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+// TestHeartbeatKeepsSlowHandlersClaim: a handler that runs for many leases
+// keeps its key, because the middleware renews the lease while it runs.
+func TestHeartbeatKeepsSlowHandlersClaim(t *testing.T) {
+	clock := newFakeClock()
+	store := renewSpy{idempotency.NewMemoryStore(), make(chan struct{})}
+	const lease = 30 * time.Millisecond
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	var calls atomic.Int32
+	h := newMiddleware(t, store, idempotency.WithClock(clock.Now), idempotency.WithLease(lease)).Wrap(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			close(entered)
+			<-release
+		}))
+	done := make(chan struct{})
+	go func() { defer close(done); post(h, "/orders", "k", `{}`) }()
+	<-entered
+
+	for range 3 {
+		clock.Advance(lease / 2)
+		select {
+		case <-store.renewed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the lease was never renewed")
+		}
+	}
+	// Two and a half leases after the claim, it still holds.
+	assert.Equal(t, http.StatusConflict, post(h, "/orders", "k", `{}`).Code)
+	close(release)
+	<-done
+	assert.EqualValues(t, 1, calls.Load())
+}
