@@ -1,0 +1,637 @@
+package payonce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Version is the version of this SDK, sent in the User-Agent header.
+const Version = "0.1.0"
+
+// Environment variables that fill in what NewClient's arguments leave out.
+const (
+	EnvAPIKey  = "PAYONCE_API_KEY"
+	EnvBaseURL = "PAYONCE_BASE_URL"
+)
+
+// Client talks to a payonce gateway. Create it with [NewClient]; a Client is
+// safe for concurrent use by many goroutines and should be reused, as it
+// holds a pool of connections.
+type Client struct {
+	cfg    config
+	hc     *http.Client // wraps the transport with the per-attempt timeout
+	common service
+
+	// Charges creates, reads, captures and lists charges.
+	Charges *ChargesService
+	// Refunds creates and reads refunds.
+	Refunds *RefundsService
+}
+
+// service is shared by every service of a Client, as in go-github.
+type service struct {
+	client *Client
+}
+
+type config struct {
+	apiKey         secret
+	baseURL        *url.URL
+	rawBaseURL     string
+	httpClient     *http.Client
+	maxRetries     int
+	minBackoff     time.Duration
+	maxBackoff     time.Duration
+	attemptTimeout time.Duration
+	maxRetryAfter  time.Duration
+	logger         *slog.Logger
+	allowPlainHTTP bool
+	retryPolicy    RetryPolicy
+	backoff        BackoffFunc
+}
+
+// An Option configures a Client. Options validate their argument; NewClient
+// returns the first error.
+type Option func(*config) error
+
+// WithBaseURL sets the gateway's URL, such as "https://gateway.example.com"
+// or "http://127.0.0.1:12111" for the mock. It must be absolute, without
+// credentials, query or fragment; a path is kept as a prefix. Plain http is
+// refused except to loopback addresses, unless [WithAllowPlainHTTP] is given.
+// There is no default: without this option, $PAYONCE_BASE_URL is used.
+func WithBaseURL(rawURL string) Option {
+	return func(c *config) error {
+		if rawURL == "" {
+			return fmt.Errorf("%w: WithBaseURL: empty URL", ErrInvalidConfig)
+		}
+		c.rawBaseURL = rawURL
+		return nil
+	}
+}
+
+// WithHTTPClient sets the HTTP client used for every attempt. The client is
+// copied when NewClient runs (changes to it afterwards are not seen), its
+// Transport (http.DefaultTransport when nil) is wrapped to add the
+// per-attempt timeout, and redirects are not followed unless it sets its own
+// CheckRedirect. The default client has dial, TLS handshake and idle
+// timeouts, and keeps up to 32 idle connections per host.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *config) error {
+		if hc == nil {
+			return fmt.Errorf("%w: WithHTTPClient: nil *http.Client", ErrInvalidConfig)
+		}
+		c.httpClient = hc
+		return nil
+	}
+}
+
+// WithMaxRetries sets how many times a failed attempt is retried (0 to 20;
+// 0 disables retries). Default: [DefaultMaxRetries].
+func WithMaxRetries(n int) Option {
+	return func(c *config) error {
+		if n < 0 || n > 20 {
+			return fmt.Errorf("%w: WithMaxRetries: %d is outside 0..20", ErrInvalidConfig, n)
+		}
+		c.maxRetries = n
+		return nil
+	}
+}
+
+// WithBackoff sets the bounds of the exponential backoff: retry n waits a
+// random time in [0, min(max, min·2^n)]. 0 < min <= max. Default:
+// [DefaultMinBackoff], [DefaultMaxBackoff].
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *config) error {
+		if min <= 0 || max < min {
+			return fmt.Errorf("%w: WithBackoff: need 0 < min <= max, got min %v, max %v", ErrInvalidConfig, min, max)
+		}
+		c.minBackoff, c.maxBackoff = min, max
+		return nil
+	}
+}
+
+// WithBackoffFunc replaces the backoff computation (full jitter by default,
+// see [DefaultBackoff]). Retry-After still takes precedence, and a result
+// is clamped to [0, max].
+func WithBackoffFunc(f BackoffFunc) Option {
+	return func(c *config) error {
+		if f == nil {
+			return fmt.Errorf("%w: WithBackoffFunc: nil function", ErrInvalidConfig)
+		}
+		c.backoff = f
+		return nil
+	}
+}
+
+// WithRetryPolicy replaces the decision to retry (see [DefaultRetryPolicy],
+// which a policy can wrap). Must be safe for concurrent use.
+func WithRetryPolicy(p RetryPolicy) Option {
+	return func(c *config) error {
+		if p == nil {
+			return fmt.Errorf("%w: WithRetryPolicy: nil policy", ErrInvalidConfig)
+		}
+		c.retryPolicy = p
+		return nil
+	}
+}
+
+// WithAttemptTimeout bounds each attempt, from sending the request to
+// reading the whole response. An attempt that runs out is abandoned and
+// retried with the same key; the caller's context bounds the whole call.
+// Must be positive. Default: [DefaultAttemptTimeout].
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithAttemptTimeout: %v is not positive", ErrInvalidConfig, d)
+		}
+		c.attemptTimeout = d
+		return nil
+	}
+}
+
+// WithMaxRetryAfter caps the wait a gateway can ask for with Retry-After,
+// which is honoured (in seconds or as an HTTP date) on every retried
+// response in place of the backoff. Must be positive. Default:
+// [DefaultMaxRetryAfter].
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithMaxRetryAfter: %v is not positive", ErrInvalidConfig, d)
+		}
+		c.maxRetryAfter = d
+		return nil
+	}
+}
+
+// WithLogger sets the logger for retries (Info or Warn, with method, path,
+// attempt, wait, reason, idempotency key and request id) and for calls that
+// fail after retrying (Warn). The API key, headers and bodies are never
+// logged. Default: a logger that discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger: nil *slog.Logger", ErrInvalidConfig)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithAllowPlainHTTP(true) allows a plain http:// base URL to a host that is
+// not loopback, which sends the API key and card data in clear text. Only
+// for test networks.
+func WithAllowPlainHTTP(allow bool) Option {
+	return func(c *config) error {
+		c.allowPlainHTTP = allow
+		return nil
+	}
+}
+
+// NewClient returns a client for the gateway, authenticated with apiKey
+// ("sk_test_..."). An empty apiKey is taken from $PAYONCE_API_KEY, and
+// without [WithBaseURL] the base URL is taken from $PAYONCE_BASE_URL; there
+// is no default gateway. NewClient never panics: invalid arguments, options
+// or environment give an error wrapping [ErrInvalidConfig].
+func NewClient(apiKey string, opts ...Option) (*Client, error) {
+	cfg := config{
+		maxRetries:     DefaultMaxRetries,
+		minBackoff:     DefaultMinBackoff,
+		maxBackoff:     DefaultMaxBackoff,
+		attemptTimeout: DefaultAttemptTimeout,
+		maxRetryAfter:  DefaultMaxRetryAfter,
+		logger:         slog.New(slog.DiscardHandler),
+		retryPolicy:    DefaultRetryPolicy,
+		backoff:        DefaultBackoff,
+	}
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidConfig, i)
+		}
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+
+	if apiKey == "" {
+		apiKey = os.Getenv(EnvAPIKey)
+	}
+	if apiKey == "" {
+		return nil, fmt.Errorf("%w: no API key: pass one to NewClient or set %s", ErrInvalidConfig, EnvAPIKey)
+	}
+	for i := 0; i < len(apiKey); i++ {
+		if c := apiKey[i]; c < 0x21 || c > 0x7e {
+			return nil, fmt.Errorf("%w: the API key has a byte outside visible ASCII at offset %d", ErrInvalidConfig, i)
+		}
+	}
+	cfg.apiKey = newSecret(apiKey)
+
+	if cfg.rawBaseURL == "" {
+		cfg.rawBaseURL = os.Getenv(EnvBaseURL)
+	}
+	if cfg.rawBaseURL == "" {
+		return nil, fmt.Errorf("%w: no base URL: there is no default gateway; use WithBaseURL(\"https://...\") "+
+			"or set %s (the mock listens on http://127.0.0.1:12111)", ErrInvalidConfig, EnvBaseURL)
+	}
+	u, err := parseBaseURL(cfg.rawBaseURL, cfg.allowPlainHTTP)
+	if err != nil {
+		return nil, err
+	}
+	cfg.baseURL = u
+
+	c := &Client{cfg: cfg, hc: newHTTPClient(cfg.httpClient, cfg.attemptTimeout)}
+	c.common.client = c
+	c.Charges = (*ChargesService)(&c.common)
+	c.Refunds = (*RefundsService)(&c.common)
+	return c, nil
+}
+
+func parseBaseURL(raw string, allowPlain bool) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: base URL: %v", ErrInvalidConfig, err)
+	}
+	switch {
+	case !u.IsAbs() || u.Host == "" || u.Opaque != "":
+		return nil, fmt.Errorf("%w: base URL %q is not absolute (want https://host[:port][/prefix])", ErrInvalidConfig, raw)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, fmt.Errorf("%w: base URL scheme %q: want https (or http to loopback)", ErrInvalidConfig, u.Scheme)
+	case u.User != nil:
+		return nil, fmt.Errorf("%w: base URL must not contain credentials", ErrInvalidConfig)
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, fmt.Errorf("%w: base URL %q must not have a query or fragment", ErrInvalidConfig, u.Redacted())
+	case u.Scheme == "http" && !allowPlain && !isLoopback(u.Hostname()):
+		return nil, fmt.Errorf("%w: base URL %q uses plain http to a host that is not loopback, "+
+			"which would send the API key and card data in clear text; use https, or WithAllowPlainHTTP(true) on a test network",
+			ErrInvalidConfig, u.Redacted())
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	return u, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newHTTPClient(user *http.Client, attemptTimeout time.Duration) *http.Client {
+	var hc http.Client
+	var base http.RoundTripper
+	if user != nil {
+		hc = *user
+		base = user.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+	} else {
+		base = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	if hc.CheckRedirect == nil {
+		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	hc.Transport = &attemptTransport{base: base, timeout: attemptTimeout}
+	return &hc
+}
+
+// Format prints the client's configuration, with the API key redacted, for
+// every verb: fmt.Printf("%+v", client) is safe to log.
+func (c *Client) Format(f fmt.State, _ rune) {
+	if c.cfg.baseURL == nil {
+		fmt.Fprint(f, "payonce.Client{}")
+		return
+	}
+	fmt.Fprintf(f, "payonce.Client{BaseURL:%q APIKey:%s MaxRetries:%d Backoff:%v..%v AttemptTimeout:%v MaxRetryAfter:%v}",
+		c.cfg.baseURL.String(), c.cfg.apiKey, c.cfg.maxRetries, c.cfg.minBackoff, c.cfg.maxBackoff,
+		c.cfg.attemptTimeout, c.cfg.maxRetryAfter)
+}
+
+// secret holds the API key behind a pointer, so that printing a struct that
+// contains it shows an address, and its own methods redact it.
+type secret struct{ p *string }
+
+func newSecret(s string) secret { return secret{p: &s} }
+
+func (s secret) reveal() string {
+	if s.p == nil {
+		return ""
+	}
+	return *s.p
+}
+
+// String shows the key's well-known prefix, never the key.
+func (s secret) String() string {
+	k := s.reveal()
+	for _, prefix := range []string{"sk_test_", "sk_live_"} {
+		if strings.HasPrefix(k, prefix) {
+			return prefix + "[redacted]"
+		}
+	}
+	return "[redacted]"
+}
+
+// GoString redacts the key for %#v.
+func (s secret) GoString() string { return s.String() }
+
+// Format redacts the key for every verb.
+func (s secret) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
+
+// LogValue redacts the key in slog records.
+func (s secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// scrub removes the API key from text that came from the server or the
+// network stack before it reaches an error or a log.
+func (c *Client) scrub(s string) string {
+	return strings.ReplaceAll(s, c.cfg.apiKey.reveal(), "[redacted]")
+}
+
+func requestID(h http.Header) string { return clip(h.Get("Request-Id"), maxHeaderLen) }
+
+// isSafeMethod reports whether a method is sent without a generated key.
+func isSafeMethod(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
+
+// newRetryClient returns the go-retryablehttp client for one call, wired to
+// the call's hooks. It is cheap: a struct around the shared *http.Client.
+func (c *Client) newRetryClient(cl *call) *retryablehttp.Client {
+	return &retryablehttp.Client{
+		HTTPClient:   c.hc,
+		Logger:       nil, // we log through slog, and never the Authorization header
+		RetryWaitMin: c.cfg.minBackoff,
+		RetryWaitMax: c.cfg.maxBackoff,
+		RetryMax:     c.cfg.maxRetries,
+		CheckRetry:   cl.checkRetry,
+		Backoff:      cl.backoff,
+		ErrorHandler: func(resp *http.Response, err error, _ int) (*http.Response, error) {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return nil, err
+		},
+	}
+}
+
+// Request is a request prepared by [Client.NewRequest]: the URL resolved,
+// the body encoded once, the idempotency key fixed. It is immutable, so it
+// can be sent again (with the same key) by another call to [Client.Do].
+type Request struct {
+	method string
+	url    string
+	path   string
+	body   []byte
+	key    string
+}
+
+// Method returns the HTTP method.
+func (r *Request) Method() string { return r.method }
+
+// URL returns the absolute URL.
+func (r *Request) URL() string { return r.url }
+
+// IdempotencyKey returns the key sent with every attempt ("" for a GET
+// without one).
+func (r *Request) IdempotencyKey() string { return r.key }
+
+// Body returns a copy of the encoded body, nil when there is none.
+func (r *Request) Body() []byte { return append([]byte(nil), r.body...) }
+
+// NewRequest prepares a request to an endpoint, for calls the typed services
+// do not cover yet; send it with [Client.Do]. path is relative to the base
+// URL ("v1/charges" or "/v1/charges", with an optional query); absolute URLs
+// and "." or ".." segments are refused. body, when not nil, is encoded with
+// encoding/json once ([]byte and json.RawMessage are sent as they are), so
+// every attempt sends the same bytes.
+//
+// Every method other than GET, HEAD and OPTIONS carries an idempotency key:
+// key when it is not empty (it must pass [ValidateKey]), or else a new
+// [NewKey]. A key given to a GET is sent too; the gateway ignores it.
+func (c *Client) NewRequest(method, path string, body any, key string) (*Request, error) {
+	if c == nil || c.cfg.baseURL == nil {
+		return nil, invalidf("the Client was not created by NewClient")
+	}
+	if method == "" || strings.ContainsFunc(method, func(r rune) bool { return r < 'A' || r > 'Z' }) {
+		return nil, invalidf("method %q: want an upper-case HTTP method", method)
+	}
+	ref, err := url.Parse(path)
+	if err != nil {
+		return nil, invalidf("path: %v", err)
+	}
+	if ref.Scheme != "" || ref.Host != "" || ref.User != nil || ref.Opaque != "" || strings.HasPrefix(path, "//") {
+		return nil, invalidf("path %q must be relative to the base URL", path)
+	}
+	if ref.Fragment != "" || strings.Contains(path, "#") {
+		return nil, invalidf("path %q must not have a fragment", path)
+	}
+	p := strings.TrimPrefix(ref.Path, "/")
+	if p == "" {
+		return nil, invalidf("empty path")
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return nil, invalidf("path %q has a %q segment", path, seg)
+		}
+	}
+	u := *c.cfg.baseURL
+	u.Path = c.cfg.baseURL.Path + "/" + p
+	u.RawPath = ""
+	if ref.RawPath != "" || c.cfg.baseURL.RawPath != "" {
+		u.RawPath = c.cfg.baseURL.EscapedPath() + "/" + strings.TrimPrefix(ref.EscapedPath(), "/")
+	}
+	u.RawQuery = ref.RawQuery
+
+	if key != "" {
+		if err := ValidateKey(key); err != nil {
+			return nil, err
+		}
+	} else if !isSafeMethod(method) {
+		key = NewKey()
+	}
+
+	var b []byte
+	switch v := body.(type) {
+	case nil:
+	case json.RawMessage:
+		b = append([]byte(nil), v...)
+	case []byte:
+		b = append([]byte(nil), v...)
+	default:
+		if b, err = json.Marshal(body); err != nil {
+			return nil, fmt.Errorf("payonce: encode request body: %w", err)
+		}
+	}
+	return &Request{method: method, url: u.String(), path: u.Path, body: b, key: key}, nil
+}
+
+// do is the typed services' single path to the gateway: NewRequest, then
+// Do, so keys and retries live in one place. It returns a nil resource on
+// any error.
+func do[T any, PT interface {
+	*T
+	setLastResponse(*Response)
+}](ctx context.Context, c *Client, method, path string, body any, key string) (PT, error) {
+	req, err := c.NewRequest(method, path, body, key)
+	if err != nil {
+		return nil, err
+	}
+	v := PT(new(T))
+	resp, err := c.Do(ctx, req, v)
+	if err != nil {
+		return nil, err
+	}
+	v.setLastResponse(resp)
+	return v, nil
+}
+
+// Response describes how a result was obtained. Every resource carries the
+// Response of the call that returned it in LastResponse.
+type Response struct {
+	StatusCode     int         // HTTP status of the last attempt
+	RequestID      string      // the gateway's Request-Id of the last attempt
+	IdempotencyKey string      // the key sent with every attempt, "" for a GET without one
+	Replayed       bool        // the gateway replayed a stored result (Idempotent-Replayed: true)
+	Attempts       int         // attempts made by this client
+	Header         http.Header // headers of the last response
+}
+
+// Do sends req with retries, and decodes a 2xx JSON body into v unless v is
+// nil. Every attempt sends the same idempotency key and the same bytes.
+//
+// Attempts counts the attempts this client made. net/http itself may
+// silently resend a keyed request when a reused keep-alive connection turns
+// out to be dead; such wire-level resends are safe (same key) and not counted.
+//
+// The error is:
+//   - an *[Error] for a definite non-2xx answer (402, 404, 422, ...);
+//   - an *[OutcomeUnknownError] (errors.Is [ErrOutcomeUnknown]) when a keyed
+//     request failed after an attempt that may have executed;
+//   - otherwise a wrapped transport, context or decoding error. When the
+//     context ends during a wait, the error matches the context's error and
+//     still wraps the last attempt's failure.
+//
+// The Response is returned whenever the last attempt got a response, with
+// or without an error.
+func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error) {
+	if c == nil || c.hc == nil {
+		return nil, invalidf("the Client was not created by NewClient")
+	}
+	if ctx == nil {
+		return nil, invalidf("nil context")
+	}
+	if req == nil || req.url == "" {
+		return nil, invalidf("nil or zero Request: use Client.NewRequest")
+	}
+	if req.key == "" && !isSafeMethod(req.method) {
+		return nil, invalidf("%s without an idempotency key", req.method) // unreachable through NewRequest
+	}
+	cl := newCall(c, req)
+	ctx = httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, cl), cl.trace)
+	var body any
+	if req.body != nil {
+		body = req.body
+	}
+	rreq, err := retryablehttp.NewRequestWithContext(ctx, req.method, req.url, body)
+	if err != nil {
+		return nil, fmt.Errorf("payonce: %s %s: %w", req.method, req.path, err)
+	}
+	h := rreq.Header
+	h["Authorization"] = []string{"Bearer " + c.cfg.apiKey.reveal()}
+	h["Accept"] = []string{"application/json"}
+	h["User-Agent"] = []string{"payonce-go/" + Version}
+	if req.body != nil {
+		h["Content-Type"] = []string{"application/json"}
+	}
+	if req.key != "" {
+		h["Idempotency-Key"] = []string{req.key}
+	}
+
+	resp, doErr := c.newRetryClient(cl).Do(rreq)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	return cl.finish(ctx, doErr, v)
+}
+
+// finish turns the last attempt into the call's result.
+func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, error) {
+	if cl.attempts == 0 {
+		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, doErr)
+	}
+	o := &cl.last
+	var resp *Response
+	if o.StatusCode != 0 {
+		resp = &Response{
+			StatusCode:     o.StatusCode,
+			RequestID:      cl.c.scrub(requestID(o.Header)),
+			IdempotencyKey: cl.key,
+			Replayed:       strings.EqualFold(o.Header.Get("Idempotent-Replayed"), "true"),
+			Attempts:       cl.attempts,
+			Header:         o.Header,
+		}
+	}
+
+	var failure error
+	definite := o.Err == nil && !o.retry && !(o.StatusCode >= 500 && o.StatusCode != http.StatusNotImplemented)
+	switch {
+	case definite && o.APIError != nil:
+		return resp, o.APIError
+	case definite && o.bodyErr != nil:
+		failure = fmt.Errorf("%w (status %d, request_id %s)", o.bodyErr, o.StatusCode, resp.RequestID)
+		cl.ambiguous = true // it executed, but its result cannot be read
+	case definite:
+		if v == nil || (o.StatusCode == http.StatusNoContent && len(o.body) == 0) {
+			return resp, nil
+		}
+		err := json.Unmarshal(o.body, v)
+		if err == nil {
+			return resp, nil
+		}
+		failure = fmt.Errorf("decode response body (status %d, request_id %s, %d bytes): %w",
+			o.StatusCode, resp.RequestID, len(o.body), err)
+		cl.ambiguous = true
+	case o.Err != nil:
+		failure = o.Err
+	case o.APIError != nil:
+		failure = o.APIError
+	default:
+		failure = fmt.Errorf("unexpected status %d", o.StatusCode)
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(failure, ctxErr) {
+		failure = fmt.Errorf("%w; last attempt: %w", ctxErr, failure)
+	}
+	if cl.deadlineWait > 0 {
+		failure = fmt.Errorf("gave up before the context deadline, which the next wait (%v) would pass: %w",
+			cl.deadlineWait, failure)
+	}
+	unknown := cl.ambiguous && !isSafeMethod(cl.method)
+	if o.retry || unknown {
+		cl.log(ctx, slog.LevelWarn, "payonce: request failed", slog.Bool("outcome_unknown", unknown))
+	}
+	if unknown {
+		return resp, &OutcomeUnknownError{Method: cl.method, Path: cl.path, IdempotencyKey: cl.key,
+			Attempts: cl.attempts, Err: failure}
+	}
+	return resp, fmt.Errorf("payonce: %s %s failed after %d attempt(s): %w", cl.method, cl.path, cl.attempts, failure)
+}

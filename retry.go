@@ -1,0 +1,483 @@
+package payonce
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Retry defaults, chosen for a checkout request that a person is waiting on.
+// With them a call makes at most 4 attempts; the three waits add up to 0.9 s
+// on average and 1.75 s at most unless the gateway asks for more with
+// Retry-After. The caller's context deadline bounds everything: the client
+// gives up as soon as the next wait would pass it.
+const (
+	// DefaultMaxRetries is 3, so 4 attempts: enough to ride out a dropped
+	// connection or a brief 503, few enough not to feed a retry storm. It is
+	// one attempt more than Google SRE's and aws-sdk-go-v2's 3, because a
+	// response lost after the charge committed costs one retry just to
+	// learn the result from the replay.
+	DefaultMaxRetries = 3
+	// DefaultMinBackoff is the base of the exponential backoff: short, as a
+	// lost response is usually fixed by a quick retry.
+	DefaultMinBackoff = 250 * time.Millisecond
+	// DefaultMaxBackoff caps one wait. With the default 3 retries the
+	// ceilings are 250 ms, 500 ms and 1 s, so it only matters with more
+	// retries.
+	DefaultMaxBackoff = 5 * time.Second
+	// DefaultAttemptTimeout bounds one attempt, response body included. Card
+	// authorisations take a few seconds at worst; an attempt still silent
+	// after 15 s is abandoned and retried with the same key.
+	DefaultAttemptTimeout = 15 * time.Second
+	// DefaultMaxRetryAfter caps the gateway's Retry-After: a person will
+	// not wait a minute for a checkout, and an unbounded Retry-After lets a
+	// broken server hang the client.
+	DefaultMaxRetryAfter = 10 * time.Second
+)
+
+// An Attempt is the outcome of one attempt, as seen by a [RetryPolicy].
+type Attempt struct {
+	Number     int         // 1 for the first attempt
+	Method     string      // HTTP method
+	Path       string      // URL path, without the query
+	StatusCode int         // 0 when no response arrived
+	Header     http.Header // response header, nil when no response arrived
+	APIError   *Error      // the parsed error for a non-2xx response
+	Err        error       // transport error, attempt timeout, or body read failure
+}
+
+// A RetryPolicy reports whether an attempt should be retried, and a short
+// reason for the log. It is not consulted when the caller's context has
+// ended, and a retry always reuses the same idempotency key and body.
+type RetryPolicy func(a *Attempt) (retry bool, reason string)
+
+// DefaultRetryPolicy retries what may succeed on a second try without risk
+// of a double charge (the key makes every retry safe):
+//   - transport failures: refused or reset connections, EOF, timeouts,
+//     including the per-attempt timeout, except TLS certificate errors;
+//   - 429, 500, 502, 503 and 504;
+//   - 409 with code idempotency_key_in_use (the first request is still
+//     executing; the retry will replay its result).
+//
+// Everything else is a definite answer and is not retried: 400, 401, 402,
+// 403, 404, 422, other 4xx, 501.
+//
+// Compose it to extend it:
+//
+//	policy := func(a *payonce.Attempt) (bool, string) {
+//		if a.StatusCode == 520 {
+//			return true, "origin error (520)"
+//		}
+//		return payonce.DefaultRetryPolicy(a)
+//	}
+func DefaultRetryPolicy(a *Attempt) (retry bool, reason string) {
+	if a.Err != nil {
+		if isCertError(a.Err) {
+			return false, "tls certificate error"
+		}
+		return true, describeErr(a.Err)
+	}
+	switch a.StatusCode {
+	case http.StatusTooManyRequests:
+		return true, "rate limited (429)"
+	case http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true, fmt.Sprintf("server error (%d)", a.StatusCode)
+	case http.StatusConflict:
+		if a.APIError != nil && a.APIError.Code == codeKeyInUse {
+			return true, "idempotency key in use (409)"
+		}
+	}
+	return false, ""
+}
+
+// A BackoffFunc returns how long to wait before retry number retry (0 for
+// the first retry), given the client's minimum and maximum backoff. A
+// Retry-After header from the gateway takes precedence over it.
+type BackoffFunc func(retry int, min, max time.Duration) time.Duration
+
+// DefaultBackoff is exponential backoff with full jitter: a uniformly random
+// wait in [0, min(max, min·2^retry)]. Jitter spreads the retries of many
+// clients hit by the same outage, which is what makes them succeed (see AWS's
+// "Exponential Backoff and Jitter"). It draws from math/rand/v2, which is
+// safe for concurrent use.
+func DefaultBackoff(retry int, min, max time.Duration) time.Duration {
+	return fullJitter(retry, min, max, rand.Int64N)
+}
+
+// NewJitterBackoff returns [DefaultBackoff] drawing from int64n, which must
+// return a number in [0, n) and be safe for concurrent use. Tests use it to
+// make waits exact.
+func NewJitterBackoff(int64n func(n int64) int64) BackoffFunc {
+	return func(retry int, min, max time.Duration) time.Duration {
+		return fullJitter(retry, min, max, int64n)
+	}
+}
+
+func fullJitter(retry int, lo, hi time.Duration, int64n func(int64) int64) time.Duration {
+	ceil := min(lo, hi)
+	for i := 0; i < retry && ceil > 0 && ceil < hi; i++ {
+		if ceil > hi/2 {
+			ceil = hi
+			break
+		}
+		ceil *= 2
+	}
+	if ceil <= 0 {
+		return 0
+	}
+	if ceil == math.MaxInt64 {
+		ceil-- // so that ceil+1 cannot overflow
+	}
+	return time.Duration(int64n(int64(ceil) + 1))
+}
+
+// ParseRetryAfter parses a Retry-After header value, either a number of
+// seconds or an HTTP date, into a wait relative to now. A date in the past
+// gives 0. ok is false when the value is empty or malformed.
+func ParseRetryAfter(value string, now time.Time) (wait time.Duration, ok bool) {
+	v := strings.TrimSpace(value)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			var ne *strconv.NumError
+			if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+				return maxParsedRetryAfter, true
+			}
+			return 0, false
+		}
+		if n > uint64(maxParsedRetryAfter/time.Second) {
+			return maxParsedRetryAfter, true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// maxParsedRetryAfter bounds a parsed Retry-After (about 31 years), so that
+// the arithmetic cannot overflow; the client caps it much lower.
+const maxParsedRetryAfter = 1e9 * time.Second
+
+// retryWait is the wait before retry number retry: the gateway's
+// Retry-After, capped by WithMaxRetryAfter, or else the backoff.
+func (c *Client) retryWait(retry int, h http.Header, now time.Time) time.Duration {
+	if d, ok := ParseRetryAfter(h.Get("Retry-After"), now); ok {
+		return min(d, c.cfg.maxRetryAfter)
+	}
+	return min(max(c.cfg.backoff(retry, c.cfg.minBackoff, c.cfg.maxBackoff), 0), c.cfg.maxBackoff)
+}
+
+// ---------------------------------------------------------------------------
+// The mechanics: one call's state, consulted by go-retryablehttp's hooks.
+//
+// go-retryablehttp's CheckRetry sees the context but not the request, and the
+// response body is closed before Backoff runs. So each call carries a *call:
+// CheckRetry reads and keeps the body, classifies the attempt, computes the
+// wait (and gives up when it would pass the caller's deadline), logs, and
+// Backoff merely returns the wait. go-retryablehttp then waits on a timer
+// against ctx.Done().
+
+type callKey struct{}
+
+// call is the state of one Client.Do call. It is used by one goroutine at a
+// time, except for the atomics, which net/http's trace hooks may set.
+type call struct {
+	c      *Client
+	method string
+	path   string
+	key    string
+
+	attempts     int
+	wait         time.Duration // computed by checkRetry, returned by backoff
+	ambiguous    bool          // some attempt may have executed
+	deadlineWait time.Duration // the wait that would have passed the deadline
+	last         attemptOutcome
+
+	trace            *httptrace.ClientTrace
+	getConn, gotConn atomic.Bool // per attempt: whether a connection was asked for, obtained
+	skipped          atomic.Bool // per attempt: not sent, the context had ended
+}
+
+type attemptOutcome struct {
+	Attempt
+	body    []byte // 2xx body
+	bodyErr error  // 2xx body unusable (too large)
+	retry   bool   // the policy asked for a retry
+	reason  string
+}
+
+func newCall(c *Client, req *Request) *call {
+	cl := &call{c: c, method: req.method, path: req.path, key: req.key}
+	cl.trace = &httptrace.ClientTrace{
+		GetConn: func(string) { cl.getConn.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { cl.gotConn.Store(true) },
+	}
+	return cl
+}
+
+// checkRetry is the go-retryablehttp CheckRetry hook. It runs after every
+// attempt, so it also counts attempts.
+func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	cl.attempts++
+	o := attemptOutcome{Attempt: Attempt{Number: cl.attempts, Method: cl.method, Path: cl.path, Err: err}}
+	if resp != nil && err != nil {
+		resp.Body.Close()
+	} else if resp != nil {
+		o.StatusCode, o.Header = resp.StatusCode, resp.Header
+		cl.readResponse(resp, &o)
+	}
+	if mayHaveExecuted(&o.Attempt, cl.sent()) {
+		cl.ambiguous = true
+	}
+	o.retry, o.reason = cl.c.cfg.retryPolicy(&o.Attempt)
+	cl.last = o
+	if !o.retry || ctx.Err() != nil || cl.attempts > cl.c.cfg.maxRetries {
+		return false, nil
+	}
+	wait := cl.c.retryWait(cl.attempts-1, o.Header, time.Now())
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		cl.deadlineWait = wait
+		return false, nil
+	}
+	cl.wait = wait
+	level := slog.LevelInfo
+	if mayHaveExecuted(&o.Attempt, true) {
+		level = slog.LevelWarn
+	}
+	cl.log(ctx, level, "payonce: retrying request", slog.Duration("wait", wait))
+	return true, nil
+}
+
+// backoff is the go-retryablehttp Backoff hook.
+func (cl *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
+	return cl.wait
+}
+
+// sent reports whether the last attempt may have reached the server. It is
+// conservative: only a trace showing that no connection was obtained, or a
+// context that had ended before the attempt, proves that nothing was sent.
+func (cl *call) sent() bool {
+	return !cl.skipped.Load() && !(cl.getConn.Load() && !cl.gotConn.Load())
+}
+
+// readResponse reads the body within the size limit, before go-retryablehttp
+// closes it, and keeps it in o: the 2xx bytes for decoding, the parsed error
+// for the retry decision.
+func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
+	orig := resp.Body
+	defer orig.Close()
+	success := resp.StatusCode >= 200 && resp.StatusCode < 300
+	limit := int64(maxErrorBody)
+	if success {
+		limit = maxSuccessBody
+	}
+	var body []byte
+	var err error
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		body = make([]byte, n)
+		var k int
+		k, err = io.ReadFull(orig, body)
+		body = body[:k]
+	} else {
+		body, err = io.ReadAll(io.LimitReader(orig, limit+1))
+	}
+	tooLarge := int64(len(body)) > limit
+	if tooLarge {
+		body = body[:limit]
+	}
+	// The bytes are kept in the call's state, where Do decodes them; the
+	// closed original must not be read again.
+	resp.Body = http.NoBody
+	switch {
+	case !success:
+		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.c.cfg.apiKey.reveal())
+	case err != nil:
+		o.Err = fmt.Errorf("read response body: %w", err)
+	case tooLarge:
+		o.bodyErr = fmt.Errorf("response body larger than %d MiB", maxSuccessBody>>20)
+	default:
+		o.body = body
+	}
+}
+
+// mayHaveExecuted reports whether an attempt may have executed on the
+// gateway, so that its outcome is unknown unless a later attempt settles it.
+func mayHaveExecuted(a *Attempt, sent bool) bool {
+	switch {
+	case a.Err != nil:
+		return sent && !notSent(a.Err)
+	case a.StatusCode >= 500 && a.StatusCode != http.StatusNotImplemented:
+		return a.APIError == nil || a.APIError.Code != codeStoreUnavailable
+	case a.StatusCode == http.StatusConflict:
+		return a.APIError != nil && a.APIError.Code == codeKeyInUse
+	}
+	return false
+}
+
+// notSent reports whether err proves the request never left the client: a
+// failure to dial, resolve or verify the server.
+func notSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns) || isCertError(err)
+}
+
+func isCertError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host)
+}
+
+// describeErr names a transport failure for logs and retry reasons.
+func describeErr(err error) string {
+	var ate *attemptTimeoutError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ate):
+		return ate.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed (EOF)"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "transport error"
+}
+
+// log writes one record about this call. It never logs the API key, headers
+// or bodies: only the method, path, key, attempt and the gateway's request id.
+func (cl *call) log(ctx context.Context, level slog.Level, msg string, extra ...slog.Attr) {
+	lg := cl.c.cfg.logger
+	if !lg.Enabled(ctx, level) {
+		return
+	}
+	o := &cl.last
+	attrs := []slog.Attr{
+		slog.String("method", cl.method),
+		slog.String("path", cl.path),
+		slog.Int("attempt", cl.attempts),
+		slog.Int("max_attempts", cl.c.cfg.maxRetries+1),
+		slog.String("reason", o.reason),
+		slog.String("idempotency_key", cl.key),
+	}
+	if o.StatusCode != 0 {
+		attrs = append(attrs, slog.Int("status", o.StatusCode), slog.String("request_id", cl.c.scrub(requestID(o.Header))))
+	}
+	if o.Err != nil {
+		attrs = append(attrs, slog.String("error", cl.c.scrub(o.Err.Error())))
+	}
+	lg.LogAttrs(ctx, level, msg, append(attrs, extra...)...)
+}
+
+// ---------------------------------------------------------------------------
+// The per-attempt timeout, as a RoundTripper under go-retryablehttp, so that a
+// hung attempt is abandoned and retried while the caller's context lives on.
+
+var errAttemptTimeout = errors.New("payonce: attempt timeout")
+
+type attemptTransport struct {
+	base    http.RoundTripper
+	timeout time.Duration
+}
+
+func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	parent := req.Context()
+	cl, _ := parent.Value(callKey{}).(*call)
+	if cl != nil {
+		cl.getConn.Store(false)
+		cl.gotConn.Store(false)
+		cl.skipped.Store(false)
+	}
+	if err := parent.Err(); err != nil {
+		if cl != nil {
+			cl.skipped.Store(true)
+		}
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeoutCause(parent, t.timeout, errAttemptTimeout)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		err = t.mapErr(parent, ctx, err)
+		cancel()
+		return nil, err
+	}
+	resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, parent: parent, ctx: ctx, cancel: cancel}
+	return resp, nil
+}
+
+// mapErr turns a failure caused by the attempt timeout (and not by the
+// caller's context) into an *attemptTimeoutError.
+func (t *attemptTransport) mapErr(parent, ctx context.Context, err error) error {
+	if parent.Err() == nil && errors.Is(context.Cause(ctx), errAttemptTimeout) {
+		return &attemptTimeoutError{timeout: t.timeout}
+	}
+	return err
+}
+
+// attemptBody keeps the attempt's context alive while the body is read, and
+// releases it on Close.
+type attemptBody struct {
+	io.ReadCloser
+	t           *attemptTransport
+	parent, ctx context.Context
+	cancel      context.CancelFunc
+}
+
+func (b *attemptBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.t.mapErr(b.parent, b.ctx, err)
+	}
+	return n, err
+}
+
+func (b *attemptBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// attemptTimeoutError reports an attempt abandoned by the per-attempt
+// timeout. It is a net.Error with Timeout true. It deliberately does not
+// match context.DeadlineExceeded, which is the caller's own deadline.
+type attemptTimeoutError struct{ timeout time.Duration }
+
+var _ net.Error = (*attemptTimeoutError)(nil)
+
+func (e *attemptTimeoutError) Error() string {
+	return fmt.Sprintf("attempt timed out after %v", e.timeout)
+}
+func (e *attemptTimeoutError) Timeout() bool   { return true }
+func (e *attemptTimeoutError) Temporary() bool { return true }
