@@ -39,9 +39,9 @@ func NewKey() string {
 
 // ValidateKey reports whether key follows the gateway's rules: 1 to 255
 // bytes of visible ASCII (0x21 to 0x7E, so no spaces or control
-// characters). It also refuses a key that starts with a double quote: the
-// gateway reads the header as a structured-field string, where "abc" and abc
-// are the same key, so such a key would silently collide with another.
+// characters), without a double quote: the gateway reads a quoted header as
+// a structured-field string, where "abc" and abc are the same key, so a key
+// with quotes in it would be ambiguous.
 // The error wraps [ErrInvalidKey].
 func ValidateKey(key string) error {
 	if key == "" {
@@ -55,8 +55,8 @@ func ValidateKey(key string) error {
 			return fmt.Errorf("%w: byte %d is %#02x; only visible ASCII (0x21-0x7E) is allowed", ErrInvalidKey, i, c)
 		}
 	}
-	if key[0] == '"' {
-		return fmt.Errorf("%w: the key starts with a double quote, which the gateway reads as a quoted string", ErrInvalidKey)
+	if i := strings.IndexByte(key, '"'); i >= 0 {
+		return fmt.Errorf("%w: byte %d is a double quote, which the gateway reads as quoting", ErrInvalidKey, i)
 	}
 	return nil
 }
@@ -69,7 +69,8 @@ func ValidateKey(key string) error {
 // cannot charge twice, with no key to store.
 //
 // The key is the namespace and the ids joined by ':', with '%' and ':' in
-// the ids percent-escaped, so distinct inputs never give the same key:
+// the ids percent-escaped ('"' too, which keys may not contain), so
+// distinct inputs never give the same key:
 // ("a", "b:c") gives "ns:a:b%3Ac" and ("a:b", "c") gives "ns:a%3Ab:c".
 //
 // The namespace must be 1 to 64 letters, digits, '_', '-' or '.'. Each id
@@ -107,6 +108,8 @@ func BusinessKey(namespace string, ids ...string) (string, error) {
 				b.WriteString("%25")
 			case c == ':':
 				b.WriteString("%3A")
+			case c == '"':
+				b.WriteString("%22")
 			default:
 				b.WriteByte(c)
 			}

@@ -25,7 +25,7 @@ func TestNewKeyUniqueRandomUUIDs(t *testing.T) {
 }
 
 func TestValidateKey(t *testing.T) {
-	ok := []string{"a", "invoice_456", strings.Repeat("k", 255), "!~", "a\"b", `\x`}
+	ok := []string{"a", "invoice_456", strings.Repeat("k", 255), "!~", `\x`}
 	for _, k := range ok {
 		assert.NoError(t, ValidateKey(k), "%q", k)
 	}

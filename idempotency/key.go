@@ -17,7 +17,8 @@ var ErrInvalidKey = errors.New("invalid idempotency key")
 // The IETF draft makes the value a Structured Field string, which is quoted
 // ("8e03978e-40d5-43e8-bc93-6894a57f9324"), with \" and \\ as its only
 // escapes. Many clients send the key bare, so a value without quotes is
-// taken as it stands, and "abc" and abc name the same key. Either way the
+// taken as it stands, and "abc" and abc name the same key; a bare value
+// with a quote inside is refused as unbalanced. Either way the
 // key must be 1 to [MaxKeyLength] bytes of visible ASCII (0x21 to 0x7E):
 // spaces and control characters are refused rather than trimmed, because a
 // key that two parties read differently would be no key at all.
@@ -28,6 +29,8 @@ func ParseKey(header string) (string, error) {
 		if key, err = unquote(header); err != nil {
 			return "", err
 		}
+	} else if strings.Contains(header, `"`) {
+		return "", invalidKey("unbalanced quote: quote the whole key, or none of it")
 	}
 	if key == "" {
 		return "", invalidKey("key is empty")

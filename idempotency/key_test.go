@@ -28,7 +28,7 @@ func TestParseKey(t *testing.T) {
 	}
 
 	invalid := []string{
-		``, `""`, `"abc`, `"abc"x`, `"a\nb"`, `"a b"`, `a b`, " abc", "abc\t",
+		``, `""`, `"abc`, `"abc"x`, `a"b`, `abc"`, `"a\nb"`, `"a b"`, `a b`, " abc", "abc\t",
 		"caf\u00e9", "a\x00b", "a\x7fb", strings.Repeat("k", 256),
 		`"` + strings.Repeat("k", 256) + `"`, `"\`,
 	}

@@ -1,0 +1,151 @@
+// Command payonce-mock runs the payonce mock gateway (package
+// github.com/payonce/payonce/mock) as a standalone server, for test suites
+// in any language.
+//
+//	payonce-mock [-addr 127.0.0.1:12111] [-ttl 24h] [-require-key=true]
+//	             [-chaos RATE -seed N] [-api-key sk_test_…]… [-mismatch-status 422]
+//
+// It serves the API under /v1/, the control surface under /_mock/ and
+// /healthz (see docs/protocol.md), logs one line per request to stderr, and
+// shuts down cleanly on SIGINT or SIGTERM. It is a test tool with an
+// unauthenticated control surface, so it refuses to listen on anything but
+// a loopback address unless given -allow-remote.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/payonce/payonce/mock"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "payonce-mock:", err)
+		os.Exit(2)
+	}
+}
+
+// shutdownTimeout bounds how long requests in flight may take to finish
+// once a signal arrives.
+const shutdownTimeout = 5 * time.Second
+
+// keyList is a repeatable -api-key flag. It never prints the keys.
+type keyList []string
+
+func (k *keyList) String() string { return fmt.Sprintf("%d key(s)", len(*k)) }
+func (k *keyList) Set(v string) error {
+	*k = append(*k, v)
+	return nil
+}
+
+// run serves until ctx ends, then shuts down. It writes the logs, and first
+// the line "payonce-mock: listening on http://ADDR", to stderr.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("payonce-mock", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:12111", "`address` to listen on (loopback only, unless -allow-remote)")
+	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr (the control surface is unauthenticated)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long idempotency keys are remembered")
+	requireKey := fs.Bool("require-key", true, "require Idempotency-Key on POST (false lets keyless POSTs execute every time)")
+	chaos := fs.Float64("chaos", 0, "fraction of POSTs given a random fault, from 0 to 1")
+	seed := fs.Int64("seed", 0, "seed of the chaos faults")
+	mismatch := fs.Int("mismatch-status", http.StatusUnprocessableEntity, "status for a key reused with another request: 422 or 400")
+	history := fs.Int("history", mock.DefaultHistoryLimit, "how many requests GET /_mock/requests keeps")
+	var keys keyList
+	fs.Var(&keys, "api-key", "accept only this API `key` (repeatable; default: any sk_test_ key)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if !*allowRemote {
+		if err := checkLoopback(*addr); err != nil {
+			return err
+		}
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	opts := []mock.Option{
+		mock.WithTTL(*ttl),
+		mock.WithMismatchStatus(*mismatch),
+		mock.WithChaos(*chaos, *seed),
+		mock.WithHistoryLimit(*history),
+		mock.WithLogger(logger),
+	}
+	if !*requireKey {
+		opts = append(opts, mock.WithOptionalKey())
+	}
+	if len(keys) > 0 {
+		opts = append(opts, mock.WithAPIKeys(keys...))
+	}
+	gw, err := mock.New(opts...)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stderr, "payonce-mock: listening on http://%s\n", ln.Addr())
+	logger.Info("started", "ttl", *ttl, "require_key", *requireKey, "chaos", *chaos, "seed", *seed,
+		"api_keys", len(keys), "mismatch_status", *mismatch)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close() // ends the requests still held, such as delay faults
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// checkLoopback refuses an address that is not on a loopback interface.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("bad -addr %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("-addr %q is not a loopback address: the mock's control surface is unauthenticated; "+
+		"pass -allow-remote to listen there anyway", addr)
+}

@@ -1,0 +1,162 @@
+package redisstore_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/payonce/payonce/idempotency"
+	"github.com/payonce/payonce/idempotency/internal/backendtest"
+	"github.com/payonce/payonce/idempotency/redisstore"
+	"github.com/payonce/payonce/idempotency/storetest"
+)
+
+// testDB is a key prefix of its own in the test server, whose keys are
+// deleted when the test ends.
+type testDB struct {
+	opts   *redis.Options
+	prefix string
+	admin  *redis.Client
+}
+
+func setup(tb testing.TB) *testDB {
+	tb.Helper()
+	opts, err := redis.ParseURL(backendtest.RedisURL(tb))
+	require.NoError(tb, err)
+	db := &testDB{opts: opts, prefix: backendtest.Name("payonce:test:") + ":"}
+	db.admin = db.client(tb, "")
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		iter := db.admin.Scan(ctx, 0, db.prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			db.admin.Del(ctx, iter.Val())
+		}
+		assert.NoError(tb, iter.Err())
+	})
+	return db
+}
+
+// client opens a client of its own to the server, or through the proxy at
+// via.
+func (db *testDB) client(tb testing.TB, via string) *redis.Client {
+	tb.Helper()
+	opts := *db.opts
+	if via != "" {
+		opts.Addr = via
+		opts.MaxRetries = 1
+		opts.DialTimeout = 2 * time.Second
+	}
+	c := redis.NewClient(&opts)
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (db *testDB) store(tb testing.TB, c redis.UniversalClient) *redisstore.Store {
+	tb.Helper()
+	s, err := redisstore.New(c, redisstore.WithPrefix(db.prefix))
+	require.NoError(tb, err)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	db := setup(t)
+	s := db.store(t, db.admin)
+	storetest.Run(t, func(*testing.T) idempotency.Store { return s })
+}
+
+func TestMultiInstance(t *testing.T) {
+	db := setup(t)
+	backendtest.MultiInstance(t, func(t *testing.T) idempotency.Store { return db.store(t, db.client(t, "")) })
+}
+
+func TestFailClosed(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.opts.Addr)
+	backendtest.FailClosed(t, db.store(t, db.client(t, p.Addr())), p)
+}
+
+func TestTakeoverFromDeadOwner(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.opts.Addr)
+	backendtest.Takeover(t, db.store(t, db.client(t, p.Addr())), p, db.store(t, db.client(t, "")))
+}
+
+// TestRedisExpiresRecords: Redis's own TTL removes a record, a margin after
+// it expires by the middleware's clock, and never before.
+func TestRedisExpiresRecords(t *testing.T) {
+	db := setup(t)
+	ctx := context.Background()
+	s, err := redisstore.New(db.admin, redisstore.WithPrefix(db.prefix), redisstore.WithExpiryMargin(time.Second))
+	require.NoError(t, err)
+	c := idempotency.Claim{Scope: "acct", Key: "k", Fingerprint: "fp", Token: "t", Now: time.Now(), Lease: time.Minute, TTL: time.Hour}
+	_, err = s.Claim(ctx, c)
+	require.NoError(t, err)
+	keys, err := db.admin.Keys(ctx, db.prefix+"*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	assertTTL := func(want time.Duration) {
+		t.Helper()
+		ttl, err := db.admin.PTTL(ctx, keys[0]).Result()
+		require.NoError(t, err)
+		assert.InDelta(t, want.Milliseconds(), ttl.Milliseconds(), 5000, "TTL %v", ttl)
+		assert.LessOrEqual(t, ttl, want)
+	}
+	assertTTL(time.Minute + time.Second)
+	require.NoError(t, s.Finish(ctx, c, &idempotency.Response{StatusCode: 201}))
+	assertTTL(time.Hour + time.Second)
+	require.NoError(t, db.admin.PExpire(ctx, keys[0], time.Millisecond).Err())
+	require.Eventually(t, func() bool { return db.admin.Exists(ctx, keys[0]).Val() == 0 }, 10*time.Second, time.Millisecond)
+	res, err := s.Claim(ctx, c)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.Claimed, res.State, "a record Redis dropped is gone")
+}
+
+// TestKeysKeepScopeAndKeyApart: a brace or a separator in a scope or key
+// can neither break the hash tag nor make two records share a key.
+func TestKeysKeepScopeAndKeyApart(t *testing.T) {
+	db := setup(t)
+	ctx := context.Background()
+	s := db.store(t, db.admin)
+	pairs := [][2]string{{"a}", "{b"}, {"a", "}{b"}, {"a}{", "b"}, {"1:a", "b"}, {"1", ":ab"}, {"", "1:ab"}, {"a\x00", "b"}}
+	for i, p := range pairs {
+		res, err := s.Claim(ctx, idempotency.Claim{Scope: p[0], Key: p[1], Fingerprint: "fp" + string(rune('0'+i)), Token: "t", Now: time.Now(), Lease: time.Minute})
+		require.NoError(t, err)
+		assert.Equal(t, idempotency.Claimed, res.State, "%q", p)
+	}
+	keys, err := db.admin.Keys(ctx, db.prefix+"*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, len(pairs))
+	for _, k := range keys {
+		rest := strings.TrimPrefix(k, db.prefix)
+		require.True(t, strings.HasPrefix(rest, "{"), k)
+		tag := rest[1:strings.IndexByte(rest, '}')]
+		assert.Regexp(t, `^[0-9a-f]{16}$`, tag, "the hash tag of %q", k)
+	}
+}
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	_, err := redisstore.New(nil)
+	assert.Error(t, err)
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer c.Close()
+	_, err = redisstore.New(c, redisstore.WithPrefix("a{b"))
+	assert.Error(t, err)
+	_, err = redisstore.New(c, redisstore.WithPrefix("a}"))
+	assert.Error(t, err)
+	_, err = redisstore.New(c, redisstore.WithExpiryMargin(-time.Second))
+	assert.Error(t, err)
+	_, err = redisstore.New(c, redisstore.WithPrefix(""), redisstore.WithExpiryMargin(0))
+	assert.NoError(t, err)
+}
+
+// BenchmarkClaims compares Redis with the in-memory store, in one run, at
+// backendtest.Clients concurrent clients.
+func BenchmarkClaims(b *testing.B) {
+	db := setup(b)
+	backendtest.Benchmark(b, backendtest.Backend{Name: "redis", Store: db.store(b, db.client(b, ""))})
+}

@@ -1,0 +1,36 @@
+// Package mock is a fake payment gateway that enforces idempotency keys, for
+// testing code that charges cards.
+//
+// It speaks the payonce wire contract (docs/protocol.md): accounts chosen by
+// API key, charges, captures and refunds, Stripe's test tokens, and the
+// Idempotency-Key rules of package [github.com/payonce/payonce/idempotency],
+// on which it is built. Unlike a stateless mock, it remembers every key, so
+// a test that sends one key with two different amounts gets a 422, and a
+// test whose code charges twice can see it with [Gateway.SuspectedDuplicates].
+//
+// On top of the API it injects faults that make retries matter: errors before
+// or after the charge commits, dropped connections, delays that keep a key
+// in flight, and a seeded random chaos mode. A controllable clock expires
+// keys without waiting, and the request history tells what the gateway did
+// with every request.
+//
+// The shape follows net/http/httptest. [New] returns a [Gateway], an
+// [http.Handler] for socket-free tests; [NewServer] starts it on a loopback
+// port; [Gateway.Responder] plugs it into github.com/jarcoal/httpmock.
+//
+//	srv := mock.NewServer()
+//	defer srv.Close()
+//	err := srv.InjectFault(mock.Fault{Kind: mock.DropAfter, Method: "POST", Path: "/v1/charges"})
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	// … point the code under test at srv.URL, let it charge and retry …
+//	if d := srv.SuspectedDuplicates(time.Minute); len(d) > 0 {
+//		t.Fatalf("double charge: %v", d)
+//	}
+//
+// The same gateway answers a control surface under /_mock/ (faults, chaos,
+// clock, inspection, reset) and /healthz, for tests written in other
+// languages against cmd/payonce-mock. Nothing is shared between gateways:
+// any number can run in one process.
+package mock

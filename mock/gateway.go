@@ -1,0 +1,370 @@
+package mock
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/payonce/payonce/idempotency"
+)
+
+// Gateway is the fake payment gateway: an [http.Handler] that serves the
+// payonce API under /v1/, the control surface under /_mock/ and /healthz.
+// Its methods inject faults and inspect what happened; they are safe to call
+// while requests are served.
+//
+// Create one with [New]. Each Gateway has its own accounts, keys, faults,
+// clock and history: two gateways in one process never meet.
+type Gateway struct {
+	cfg      config
+	offset   atomic.Int64 // nanoseconds the clock is ahead of real time
+	world    atomic.Pointer[world]
+	gen      atomic.Uint64
+	stop     chan struct{} // closed when a Server closes: ends every hold
+	stopOnce sync.Once
+	control  *http.ServeMux
+}
+
+var _ http.Handler = (*Gateway)(nil)
+
+// New returns a gateway configured by opts, or the first option's error.
+func New(opts ...Option) (*Gateway, error) {
+	cfg := config{
+		ttl:            idempotency.DefaultTTL,
+		mismatchStatus: http.StatusUnprocessableEntity,
+		historyLimit:   DefaultHistoryLimit,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, errors.New("mock: nil option")
+		}
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	g := &Gateway{cfg: cfg, stop: make(chan struct{})}
+	if !cfg.start.IsZero() {
+		g.offset.Store(int64(time.Until(cfg.start)))
+	}
+	g.control = g.controlRoutes()
+	w, err := g.newWorld()
+	if err != nil {
+		return nil, err
+	}
+	g.world.Store(w)
+	return g, nil
+}
+
+// Now returns the time on the gateway's clock: the real time, plus whatever
+// [Gateway.AdvanceClock] added. It dates charges and expires keys.
+func (g *Gateway) Now() time.Time {
+	return time.Now().Add(time.Duration(g.offset.Load()))
+}
+
+// AdvanceClock moves the gateway's clock forward by d. Moving it past the
+// TTL expires idempotency keys at once. It panics if d is negative.
+//
+// Moving it past the idempotency lease (30 seconds) while a request is held
+// in flight, by a delay fault, frees that request's key, as if its server
+// had died: a retry then executes again.
+func (g *Gateway) AdvanceClock(d time.Duration) {
+	if d < 0 {
+		panic("mock: AdvanceClock with a negative duration")
+	}
+	g.offset.Add(int64(d))
+}
+
+// Reset returns the gateway to the state [New] left it in: no accounts,
+// charges, refunds, idempotency records, faults, history or stats, and chaos
+// as its options set it. The clock keeps its time. Requests in flight
+// finish against the state they started with.
+func (g *Gateway) Reset() {
+	w, err := g.newWorld()
+	if err != nil {
+		panic("mock: reset: " + err.Error()) // the options were valid in New
+	}
+	g.world.Store(w)
+}
+
+// world is everything Reset throws away.
+type world struct {
+	g           *Gateway
+	scopePrefix string
+	mux         *http.ServeMux // the resource routes
+	api         http.Handler   // mux behind the idempotency middleware
+	accounts    sync.Map       // account ID → *account
+	seq         atomic.Uint64  // orders charges across accounts
+	faults      faultSet
+	chaos       chaos
+	hist        history
+}
+
+func (g *Gateway) newWorld() (*world, error) {
+	gen := g.gen.Add(1) - 1
+	w := &world{g: g}
+	store := g.cfg.store
+	if store == nil {
+		store = idempotency.NewMemoryStore()
+	} else if gen > 0 {
+		w.scopePrefix = "reset" + strconv.FormatUint(gen, 10) + "/"
+	}
+	opts := []idempotency.Option{
+		idempotency.WithTTL(g.cfg.ttl),
+		idempotency.WithClock(g.Now),
+		idempotency.WithScope(w.scope),
+		idempotency.WithMismatchStatus(g.cfg.mismatchStatus),
+		idempotency.WithObserver(observe),
+		idempotency.WithErrorWriter(func(rw http.ResponseWriter, _ *http.Request, e *idempotency.Error) {
+			writeError(rw, &apiError{Status: e.StatusCode, Type: e.Type, Code: e.Code, Message: e.Message})
+		}),
+	}
+	if g.cfg.optionalKey {
+		opts = append(opts, idempotency.WithOptionalKey())
+	}
+	mw, err := idempotency.New(store, opts...)
+	if err != nil {
+		return nil, err
+	}
+	w.mux = w.routes()
+	w.api = mw.Wrap(http.HandlerFunc(w.execute))
+	w.chaos.set(g.cfg.chaosRate, g.cfg.chaosSeed)
+	w.hist.limit = g.cfg.historyLimit
+	return w, nil
+}
+
+// exchange is what the layers of one API request tell each other, through
+// the request's context, and what its history record is made of.
+type exchange struct {
+	sw        statusWriter
+	requestID string
+	account   *account
+	fault     FaultKind // the injected fault that applied, if any
+	rejected  bool      // refused before executing: auth, route, validation
+	observed  bool      // the idempotency middleware decided on the request
+	event     idempotency.Event
+}
+
+type exchangeKey struct{}
+
+func exchangeOf(ctx context.Context) *exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
+// observe hands the middleware's decision to the request's exchange.
+func observe(r *http.Request, ev idempotency.Event) {
+	if x := exchangeOf(r.Context()); x != nil {
+		x.observed, x.event = true, ev
+	}
+}
+
+func (w *world) scope(r *http.Request) string {
+	return w.scopePrefix + exchangeOf(r.Context()).account.id
+}
+
+// ServeHTTP serves the API and the control surface. Its layers, outermost
+// first: a fresh Request-Id on every response; injected faults and chaos;
+// authentication; routing; the idempotency middleware; delay faults; the
+// resource handlers.
+//
+// A drop fault makes ServeHTTP panic with [http.ErrAbortHandler], which
+// net/http turns into a closed connection. Call it through a [Server] or
+// [Gateway.Responder] to see a drop as a transport error instead.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := newRequestID()
+	w.Header()["Request-Id"] = []string{id}
+	if isControl(r.URL.Path) {
+		g.serveControl(w, r, id)
+		return
+	}
+	wd := g.world.Load()
+	x := &exchange{requestID: id}
+	x.sw.ResponseWriter = w
+	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	defer wd.finish(x, r) // also when a drop fault panics
+	wd.serveFaulty(&x.sw, r, x)
+}
+
+func isControl(p string) bool {
+	return p == "/healthz" || p == "/_mock" || strings.HasPrefix(p, "/_mock/")
+}
+
+// serveFaulty is the fault layer: it sits outside authentication, as the
+// network does.
+func (w *world) serveFaulty(rw http.ResponseWriter, r *http.Request, x *exchange) {
+	f := w.outerFault(r)
+	if f == nil {
+		w.serveAPI(rw, r, x)
+		return
+	}
+	x.fault = f.Kind
+	switch f.Kind {
+	case FailBefore:
+		writeFault(rw, f)
+		return
+	case DropBefore:
+		panic(http.ErrAbortHandler)
+	}
+	rec := newRecorder()
+	w.serveAPI(rec, r, x)
+	switch f.Kind {
+	case FailAfter:
+		writeFault(rw, f)
+	case DropAfter:
+		panic(http.ErrAbortHandler)
+	case DelayAfter:
+		w.g.hold(r.Context(), f)
+		rec.writeTo(rw)
+	}
+}
+
+// serveAPI authenticates and routes the request, then hands it to the
+// idempotency middleware.
+func (w *world) serveAPI(rw http.ResponseWriter, r *http.Request, x *exchange) {
+	acct, e := w.authenticate(r)
+	if e != nil {
+		x.rejected = true
+		rw.Header().Set("WWW-Authenticate", `Bearer realm="payonce-mock"`)
+		writeError(rw, e)
+		return
+	}
+	x.account = acct
+	// Routing comes before the middleware, so a POST to an unknown route
+	// neither needs nor consumes an idempotency key.
+	if !w.routed(r) {
+		x.rejected = true
+		writeError(rw, &apiError{Status: http.StatusNotFound, Type: invalidRequest, Code: "unknown_route",
+			Message: "unrecognized request URL (" + r.Method + " " + r.URL.Path + ")"})
+		return
+	}
+	w.api.ServeHTTP(rw, r)
+}
+
+// routed reports whether a resource route serves r. Paths that are not in
+// canonical form are refused rather than redirected: a redirect would be
+// stored under the key.
+func (w *world) routed(r *http.Request) bool {
+	p := r.URL.Path
+	if p == "" || path.Clean(p) != p {
+		return false
+	}
+	_, pattern := w.mux.Handler(r)
+	return pattern != ""
+}
+
+// execute runs inside the middleware, once the key is claimed: a delay
+// fault holds the request there, key in flight, before anything executes.
+func (w *world) execute(rw http.ResponseWriter, r *http.Request) {
+	if f := w.faults.match(r, true); f != nil {
+		if x := exchangeOf(r.Context()); x.fault == "" {
+			x.fault = Delay
+		}
+		w.g.hold(r.Context(), f)
+	}
+	w.mux.ServeHTTP(rw, r)
+}
+
+// finish records the request in the history and the log.
+func (w *world) finish(x *exchange, r *http.Request) {
+	rec := RequestRecord{
+		Method:    r.Method,
+		Path:      r.URL.Path,
+		Status:    x.sw.status,
+		Outcome:   x.outcome(),
+		Fault:     x.fault,
+		RequestID: x.requestID,
+	}
+	if x.account != nil {
+		rec.Account = x.account.id
+	}
+	if x.observed && x.event.Key != "" {
+		rec.IdempotencyKey = x.event.Key
+	} else if v := r.Header.Get("Idempotency-Key"); v != "" {
+		if k, err := idempotency.ParseKey(v); err == nil {
+			rec.IdempotencyKey = k
+		} else {
+			rec.IdempotencyKey = v[:min(len(v), idempotency.MaxKeyLength+2)]
+		}
+	}
+	w.hist.add(&rec)
+	if l := w.g.cfg.logger; l != nil {
+		logRequest(r.Context(), l, &rec)
+	}
+}
+
+func (x *exchange) outcome() Outcome {
+	switch x.fault {
+	case FailBefore, FailAfter, DropBefore, DropAfter:
+		return OutcomeFault
+	}
+	if x.observed {
+		switch x.event.Outcome {
+		case idempotency.Executed:
+			return OutcomeExecuted
+		case idempotency.Replayed:
+			return OutcomeReplayed
+		case idempotency.Conflict:
+			return OutcomeConflict
+		case idempotency.KeyReused:
+			return OutcomeMismatch
+		case idempotency.MissingKey:
+			return OutcomeMissingKey
+		case idempotency.InvalidKey:
+			return OutcomeInvalidKey
+		case idempotency.Unkeyed:
+			if !x.rejected {
+				return OutcomeExecuted
+			}
+		}
+		return OutcomeRejected // released, refused, store failure
+	}
+	if x.rejected {
+		return OutcomeRejected
+	}
+	return OutcomeExecuted
+}
+
+func logRequest(ctx context.Context, l *slog.Logger, rec *RequestRecord) {
+	attrs := []slog.Attr{
+		slog.String("method", rec.Method),
+		slog.String("path", rec.Path),
+		slog.String("key", rec.IdempotencyKey),
+		slog.String("account", rec.Account),
+		slog.Int("status", rec.Status),
+		slog.String("outcome", string(rec.Outcome)),
+	}
+	if rec.Fault != "" {
+		attrs = append(attrs, slog.String("fault", string(rec.Fault)))
+	}
+	attrs = append(attrs, slog.String("request_id", rec.RequestID))
+	l.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+// statusWriter remembers the status sent to the client.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
