@@ -59,6 +59,8 @@ type config struct {
 	allowPlainHTTP bool
 	retryPolicy    RetryPolicy
 	backoff        BackoffFunc
+	budget         *RetryBudget // nil: retries are bounded by maxRetries alone
+	budgetSet      bool
 }
 
 // An Option configures a Client. Options validate their argument; NewClient
@@ -188,6 +190,23 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithRetryBudget sets the [RetryBudget] that bounds this client's retries,
+// shared by all its calls; a budget may also be shared by several clients.
+// WithRetryBudget(nil) disables the budget, so that every call retries up to
+// [WithMaxRetries] whatever the others see. Default: a budget of its own with
+// the defaults of [RetryBudgetConfig].
+//
+// Tune it for a client that must ride out long stretches of failures on a
+// gateway that is known to cope (a larger capacity), and disable it only for
+// a client whose calls must each get every retry, such as a test's, or one
+// that runs alone against a gateway nobody else uses.
+func WithRetryBudget(b *RetryBudget) Option {
+	return func(c *config) error {
+		c.budget, c.budgetSet = b, true
+		return nil
+	}
+}
+
 // WithAllowPlainHTTP(true) allows a plain http:// base URL to a host that is
 // not loopback, which sends the API key and card data in clear text. Only
 // for test networks.
@@ -235,6 +254,9 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 		}
 	}
 	cfg.apiKey = newSecret(apiKey)
+	if !cfg.budgetSet {
+		cfg.budget, _ = NewRetryBudget(RetryBudgetConfig{}) // the defaults are valid
+	}
 
 	if cfg.rawBaseURL == "" {
 		cfg.rawBaseURL = os.Getenv(EnvBaseURL)
@@ -323,9 +345,13 @@ func (c *Client) Format(f fmt.State, _ rune) {
 		fmt.Fprint(f, "payonce.Client{}")
 		return
 	}
-	fmt.Fprintf(f, "payonce.Client{BaseURL:%q APIKey:%s MaxRetries:%d Backoff:%v..%v AttemptTimeout:%v MaxRetryAfter:%v}",
+	budget := "off"
+	if b := c.cfg.budget; b != nil {
+		budget = fmt.Sprintf("%d/%d", b.Tokens(), b.cfg.Capacity)
+	}
+	fmt.Fprintf(f, "payonce.Client{BaseURL:%q APIKey:%s MaxRetries:%d Backoff:%v..%v AttemptTimeout:%v MaxRetryAfter:%v RetryBudget:%s}",
 		c.cfg.baseURL.String(), c.cfg.apiKey, c.cfg.maxRetries, c.cfg.minBackoff, c.cfg.maxBackoff,
-		c.cfg.attemptTimeout, c.cfg.maxRetryAfter)
+		c.cfg.attemptTimeout, c.cfg.maxRetryAfter, budget)
 }
 
 // secret holds the API key behind a pointer, so that printing a struct that
@@ -618,6 +644,9 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 	default:
 		failure = fmt.Errorf("unexpected status %d", o.StatusCode)
 	}
+	if cl.budgetStopped {
+		failure = &budgetError{last: failure}
+	}
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(failure, ctxErr) {
 		failure = fmt.Errorf("%w; last attempt: %w", ctxErr, failure)
 	}
@@ -627,7 +656,8 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 	}
 	unknown := cl.ambiguous && !isSafeMethod(cl.method)
 	if o.retry || unknown {
-		cl.log(ctx, slog.LevelWarn, "payonce: request failed", slog.Bool("outcome_unknown", unknown))
+		cl.log(ctx, slog.LevelWarn, "payonce: request failed", slog.Bool("outcome_unknown", unknown),
+			slog.Bool("retry_budget_exhausted", cl.budgetStopped))
 	}
 	if unknown {
 		return resp, &OutcomeUnknownError{Method: cl.method, Path: cl.path, IdempotencyKey: cl.key,

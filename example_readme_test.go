@@ -53,7 +53,7 @@ func ExampleNewClient() {
 	}
 	fmt.Printf("%v\n", client)
 	// Output:
-	// payonce.Client{BaseURL:"https://gateway.example.com" APIKey:sk_test_[redacted] MaxRetries:3 Backoff:250ms..5s AttemptTimeout:15s MaxRetryAfter:10s}
+	// payonce.Client{BaseURL:"https://gateway.example.com" APIKey:sk_test_[redacted] MaxRetries:3 Backoff:250ms..5s AttemptTimeout:15s MaxRetryAfter:10s RetryBudget:100/100}
 }
 
 // Telling the errors apart.
@@ -87,4 +87,42 @@ func Example_errors() {
 	// Output:
 	// declined: insufficient_funds status 402
 	// key reused: true
+}
+
+// A retry budget: when the gateway is down, the client stops retrying once
+// the budget is spent, so a fleet does not multiply the load of an outage.
+func ExampleWithRetryBudget() {
+	gateway := mock.NewServer()
+	defer gateway.Close()
+	// The gateway is down: every request gets 503 until the fault is spent.
+	if err := gateway.InjectFault(mock.Fault{Kind: mock.FailBefore, Status: 503, Times: 1000}); err != nil {
+		log.Fatal(err)
+	}
+
+	// One budget shared by every client of this process: 10 tokens, and a
+	// retry costs 5 of them.
+	budget, err := payonce.NewRetryBudget(payonce.RetryBudgetConfig{Capacity: 10, RetryCost: 5, TimeoutCost: 10})
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := payonce.NewClient("sk_test_123", payonce.WithBaseURL(gateway.URL),
+		payonce.WithRetryBudget(budget), payonce.WithBackoff(time.Millisecond, time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	for _, order := range []string{"order_1", "order_2"} {
+		_, err := client.Charges.Create(context.Background(), &payonce.ChargeParams{
+			Amount: 2000, Currency: "usd", PaymentMethod: "tok_visa", IdempotencyKey: order})
+		var unknown *payonce.OutcomeUnknownError
+		if errors.As(err, &unknown) {
+			fmt.Printf("%s: %d attempt(s), budget exhausted: %v, settle later with key %q\n",
+				order, unknown.Attempts, errors.Is(err, payonce.ErrRetryBudgetExhausted), unknown.IdempotencyKey)
+		}
+	}
+	fmt.Println("tokens left:", budget.Tokens())
+	// Output:
+	// order_1: 3 attempt(s), budget exhausted: true, settle later with key "order_1"
+	// order_2: 1 attempt(s), budget exhausted: true, settle later with key "order_2"
+	// tokens left: 0
 }

@@ -208,11 +208,13 @@ type call struct {
 	path   string
 	key    string
 
-	attempts     int
-	wait         time.Duration // computed by checkRetry, returned by backoff
-	ambiguous    bool          // some attempt may have executed
-	deadlineWait time.Duration // the wait that would have passed the deadline
-	last         attemptOutcome
+	attempts      int
+	wait          time.Duration // computed by checkRetry, returned by backoff
+	ambiguous     bool          // some attempt may have executed
+	deadlineWait  time.Duration // the wait that would have passed the deadline
+	retryCost     int           // tokens the last retry took from the budget
+	budgetStopped bool          // the budget refused a retry
+	last          attemptOutcome
 
 	trace            *httptrace.ClientTrace
 	getConn, gotConn atomic.Bool // per attempt: whether a connection was asked for, obtained
@@ -252,6 +254,9 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	}
 	o.retry, o.reason = cl.c.cfg.retryPolicy(&o.Attempt)
 	cl.last = o
+	if !o.retry {
+		cl.refund(&o)
+	}
 	if !o.retry || ctx.Err() != nil || cl.attempts > cl.c.cfg.maxRetries {
 		return false, nil
 	}
@@ -260,6 +265,14 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		cl.deadlineWait = wait
 		return false, nil
 	}
+	if b := cl.c.cfg.budget; b != nil {
+		cost := b.cost(&o.Attempt)
+		if !b.withdraw(cost) {
+			cl.budgetStopped = true
+			return false, nil
+		}
+		cl.retryCost = cost
+	}
 	cl.wait = wait
 	level := slog.LevelInfo
 	if mayHaveExecuted(&o.Attempt, true) {
@@ -267,6 +280,21 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	}
 	cl.log(ctx, level, "payonce: retrying request", slog.Duration("wait", wait))
 	return true, nil
+}
+
+// refund gives tokens back to the retry budget when the gateway gave an
+// answer that is not retried, which shows that it is healthy: the cost of
+// this call's last retry if it made one, or else the success refund.
+func (cl *call) refund(o *attemptOutcome) {
+	b := cl.c.cfg.budget
+	if b == nil || o.StatusCode == 0 || o.StatusCode >= 500 {
+		return
+	}
+	if cl.retryCost > 0 {
+		b.deposit(cl.retryCost)
+	} else {
+		b.deposit(b.cfg.SuccessRefund)
+	}
 }
 
 // backoff is the go-retryablehttp Backoff hook.
