@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,15 +301,22 @@ func TestCaptureRefundAndList(t *testing.T) {
 	assert.Equal(t, int64(2000), amounts[24])
 }
 
-// TestChaosNoDuplicatesNoLostCharges runs hundreds of logical charges
-// through random faults, from several goroutines, then settles every
-// unknown outcome with its key. The gateway's ledger must hold exactly one
-// charge per logical charge: none twice, none lost.
+// TestChaosNoDuplicatesNoLostCharges runs 10,000 logical charges through
+// random faults, from many goroutines sharing one client and so one retry
+// budget, then settles every failure with its key. The gateway's ledger must
+// hold exactly one charge per logical charge: none twice, none lost.
 func TestChaosNoDuplicatesNoLostCharges(t *testing.T) {
-	const charges, workers = 400, 8
+	charges := 10_000
+	if testing.Short() {
+		charges = 1_000
+	}
+	const workers = 16
 	srv := newGateway(t, mock.WithChaos(0.3, 42))
 	// One retry only, so that some charges run out of attempts and must be
-	// settled later; Retry-After is capped so the test does not wait.
+	// settled later; Retry-After is capped so the test does not wait. The
+	// default retry budget stays on: a retry that succeeds gives back what
+	// it cost, so random faults rarely drain it, but any call it stops must
+	// fail with its key too.
 	client := gatewayClient(t, srv, payonce.WithMaxRetries(1), payonce.WithMaxRetryAfter(time.Millisecond))
 	ctx := context.Background()
 
@@ -318,49 +326,74 @@ func TestChaosNoDuplicatesNoLostCharges(t *testing.T) {
 		err error
 	}
 	results := make([]result, charges)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				key := fmt.Sprintf("chaos_%d", i)
-				p := visa(key)
-				p.Amount = int64(1000 + i)
-				ch, err := client.Charges.Create(ctx, p)
-				results[i] = result{key: key, err: err}
-				if err == nil {
-					results[i].id = ch.ID
+	params := func(i int) *payonce.ChargeParams {
+		p := visa(results[i].key)
+		p.Amount = int64(1000 + i)
+		return p
+	}
+	// each runs f for every charge, from the workers.
+	each := func(f func(i int)) {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					f(i)
 				}
-			}
-		}()
+			}()
+		}
+		for i := range charges {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
 	}
-	for i := range charges {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	each(func(i int) {
+		results[i].key = fmt.Sprintf("chaos_%d", i)
+		ch, err := client.Charges.Create(ctx, params(i))
+		results[i].err = err
+		if err == nil {
+			results[i].id = ch.ID
+		}
+	})
 
-	// Settle: every failure is retried with its own key once the chaos
-	// has passed.
-	require.NoError(t, srv.SetChaos(0, 0))
-	unknown := 0
-	for i := range results {
-		r := &results[i]
-		if r.err == nil {
-			continue
+	var unknown, stopped, failed int
+	for _, r := range results {
+		if r.err != nil {
+			failed++
 		}
 		if errors.Is(r.err, payonce.ErrOutcomeUnknown) {
+			var ou *payonce.OutcomeUnknownError
+			require.ErrorAs(t, r.err, &ou)
+			require.Equal(t, r.key, ou.IdempotencyKey, "an unknown outcome carries its key")
 			unknown++
 		}
-		p := visa(r.key)
-		p.Amount = int64(1000 + i)
-		ch, err := client.Charges.Create(ctx, p)
-		require.NoError(t, err, "settling %s", r.key)
-		r.id = ch.ID
+		if errors.Is(r.err, payonce.ErrRetryBudgetExhausted) {
+			stopped++
+		}
 	}
-	t.Logf("%d charges, %d settled afterwards as unknown; gateway stats %+v", charges, unknown, srv.Stats())
+
+	// Settle: every failure is sent again with its own key once the chaos
+	// has passed.
+	require.NoError(t, srv.SetChaos(0, 0))
+	var settleErrs atomic.Int32
+	each(func(i int) {
+		r := &results[i]
+		if r.err == nil {
+			return
+		}
+		ch, err := client.Charges.Create(ctx, params(i))
+		if !assert.NoError(t, err, "settling %s", r.key) {
+			settleErrs.Add(1)
+			return
+		}
+		r.id = ch.ID
+	})
+	require.Zero(t, settleErrs.Load())
+	t.Logf("%d charges: %d failed (%d unknown, %d stopped by the retry budget) and settled afterwards; gateway stats %+v",
+		charges, failed, unknown, stopped, srv.Stats())
 
 	ledger := srv.Charges()
 	byKey := map[string][]string{}
