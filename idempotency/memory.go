@@ -3,6 +3,7 @@ package idempotency
 import (
 	"container/heap"
 	"context"
+	"encoding/binary"
 	"hash/maphash"
 	"net/http"
 	"sync"
@@ -36,10 +37,14 @@ type MemoryStore struct {
 	shards [memoryShards]memoryShard
 }
 
-type memoryKey struct{ scope, key string }
-
+// The layout is chosen for a store of millions of keys, where every pointer
+// followed is likely a cache miss. The map is keyed by the record's id (see
+// appendID) and holds entries by value, and the id and the fingerprint are
+// two halves of one allocation: a lookup touches the map's slot and that one
+// string, and never the response until it is replayed.
 type memoryEntry struct {
-	fingerprint string
+	id          string // the map key, for the expiry heap
+	fingerprint string // the other half of id's allocation
 	token       string // owner of the lease; empty once finished
 	resp        *Response
 	expires     time.Time
@@ -47,7 +52,7 @@ type memoryEntry struct {
 
 type memoryShard struct {
 	mu      sync.Mutex
-	entries map[memoryKey]*memoryEntry
+	entries map[string]memoryEntry
 	expiry  expiryHeap
 }
 
@@ -55,29 +60,37 @@ type memoryShard struct {
 func NewMemoryStore() *MemoryStore {
 	s := &MemoryStore{seed: maphash.MakeSeed()}
 	for i := range s.shards {
-		s.shards[i].entries = make(map[memoryKey]*memoryEntry)
+		s.shards[i].entries = make(map[string]memoryEntry)
 	}
 	return s
 }
 
-func (s *MemoryStore) shard(k memoryKey) *memoryShard {
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	h.WriteString(k.scope)
-	h.WriteByte(0)
-	h.WriteString(k.key)
-	return &s.shards[h.Sum64()%memoryShards]
+// idBuf is room on the stack for the id of any key the middleware accepts
+// under a short scope, so that a lookup does not allocate.
+type idBuf [16 + MaxKeyLength]byte
+
+// appendID appends the id of scope and key to b: the length of the scope,
+// then the scope and the key, so that no two pairs share an id.
+func appendID(b []byte, scope, key string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(scope)))
+	b = append(b, scope...)
+	return append(b, key...)
+}
+
+func (s *MemoryStore) shard(id []byte) *memoryShard {
+	return &s.shards[maphash.Bytes(s.seed, id)%memoryShards]
 }
 
 // Claim implements [Store].
 func (s *MemoryStore) Claim(_ context.Context, c Claim) (Result, error) {
-	k := memoryKey{c.Scope, c.Key}
-	sh := s.shard(k)
+	var buf idBuf
+	id := appendID(buf[:0], c.Scope, c.Key)
+	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.sweep(c.Now)
 
-	if e, ok := sh.entries[k]; ok && c.Now.Before(e.expires) {
+	if e, ok := sh.entries[string(id)]; ok && c.Now.Before(e.expires) {
 		switch {
 		case e.fingerprint != c.Fingerprint:
 			return Result{State: Mismatch}, nil
@@ -87,7 +100,9 @@ func (s *MemoryStore) Claim(_ context.Context, c Claim) (Result, error) {
 			return Result{State: InFlight}, nil
 		}
 	}
-	e := &memoryEntry{fingerprint: c.Fingerprint, token: c.Token, expires: c.Now.Add(c.Lease)}
+	both := string(append(id, c.Fingerprint...))
+	k := both[:len(id)]
+	e := memoryEntry{id: k, fingerprint: both[len(id):], token: c.Token, expires: c.Now.Add(c.Lease)}
 	sh.entries[k] = e
 	heap.Push(&sh.expiry, expiryItem{k, e.expires})
 	return Result{State: Claimed}, nil
@@ -95,9 +110,9 @@ func (s *MemoryStore) Claim(_ context.Context, c Claim) (Result, error) {
 
 // Renew implements [Store].
 func (s *MemoryStore) Renew(_ context.Context, c Claim) error {
-	return s.update(c, func(sh *memoryShard, k memoryKey, e *memoryEntry) {
+	return s.update(c, func(e *memoryEntry) bool {
 		e.expires = c.Now.Add(c.Lease)
-		heap.Push(&sh.expiry, expiryItem{k, e.expires})
+		return true
 	})
 }
 
@@ -107,34 +122,39 @@ func (s *MemoryStore) Finish(_ context.Context, c Claim, resp *Response) error {
 	if stored.Header == nil {
 		stored.Header = http.Header{}
 	}
-	return s.update(c, func(sh *memoryShard, k memoryKey, e *memoryEntry) {
+	return s.update(c, func(e *memoryEntry) bool {
 		e.token = ""
 		e.resp = stored
 		e.expires = c.Now.Add(c.TTL)
-		heap.Push(&sh.expiry, expiryItem{k, e.expires})
+		return true
 	})
 }
 
 // Release implements [Store].
 func (s *MemoryStore) Release(_ context.Context, c Claim) error {
-	return s.update(c, func(sh *memoryShard, k memoryKey, _ *memoryEntry) {
-		delete(sh.entries, k)
-	})
+	return s.update(c, func(*memoryEntry) bool { return false })
 }
 
 // update applies f to the in-flight record that c.Token holds, if it still
-// holds it. A lease that ran out still counts until another request claims
+// holds it, and keeps the result, or deletes the record when f returns
+// false. A lease that ran out still counts until another request claims
 // the key: nobody else executed, so the owner's result is the only one.
-func (s *MemoryStore) update(c Claim, f func(*memoryShard, memoryKey, *memoryEntry)) error {
-	k := memoryKey{c.Scope, c.Key}
-	sh := s.shard(k)
+func (s *MemoryStore) update(c Claim, f func(*memoryEntry) bool) error {
+	var buf idBuf
+	id := appendID(buf[:0], c.Scope, c.Key)
+	sh := s.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.entries[k]
+	e, ok := sh.entries[string(id)]
 	if !ok || e.token != c.Token || e.resp != nil {
 		return ErrLeaseLost
 	}
-	f(sh, k, e)
+	if !f(&e) {
+		delete(sh.entries, e.id)
+		return nil
+	}
+	sh.entries[e.id] = e
+	heap.Push(&sh.expiry, expiryItem{e.id, e.expires})
 	return nil
 }
 
@@ -164,7 +184,7 @@ func (sh *memoryShard) sweep(now time.Time) {
 }
 
 type expiryItem struct {
-	key     memoryKey
+	key     string
 	expires time.Time
 }
 
