@@ -2,11 +2,11 @@ package mock
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,7 +113,10 @@ func (g *Gateway) newWorld() (*world, error) {
 	if store == nil {
 		store = idempotency.NewMemoryStore()
 	} else if gen > 0 {
-		w.scopePrefix = "reset" + strconv.FormatUint(gen, 10) + "/"
+		// Random, not the generation: another gateway on the same store, in
+		// this process or another, before or after a restart, never lands
+		// in this scope, so a reset shows no records but its own.
+		w.scopePrefix = "reset/" + rand.Text() + "/"
 	}
 	opts := []idempotency.Option{
 		idempotency.WithTTL(g.cfg.ttl),

@@ -290,3 +290,24 @@ func TestWithStoreAndReset(t *testing.T) {
 	assert.True(t, h.post("/v1/charges", "k", chargeBody(200)).replayed())
 	assert.Equal(t, 2, store.Len())
 }
+
+// Gateways that share a store replay each other's keys; a reset moves one
+// of them alone to a scope that no other gateway reaches, even one that has
+// been reset as often.
+func TestWithStoreSharedAndReset(t *testing.T) {
+	store := idempotency.NewMemoryStore()
+	a, b := setup(t, mock.WithStore(store)), setup(t, mock.WithStore(store))
+	first := a.post("/v1/charges", "k", chargeBody(100)).charge(t)
+	res := b.post("/v1/charges", "k", chargeBody(100))
+	require.True(t, res.replayed(), "b replays a's key")
+	assert.Equal(t, first.ID, res.charge(t).ID)
+
+	a.srv.Reset()
+	b.srv.Reset()
+	second := a.post("/v1/charges", "k", chargeBody(200))
+	assert.False(t, second.replayed())
+	third := b.post("/v1/charges", "k", chargeBody(200))
+	assert.False(t, third.replayed(), "b's reset shows none of a's records")
+	assert.NotEqual(t, second.charge(t).ID, third.charge(t).ID)
+	assert.Equal(t, 3, store.Len())
+}

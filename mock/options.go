@@ -103,10 +103,12 @@ func WithAPIKeys(keys ...string) Option {
 }
 
 // WithStore keeps idempotency records in store instead of a fresh
-// [idempotency.MemoryStore], for instance to exercise a shared store. Since
-// the gateway cannot empty a store it does not own, [Gateway.Reset] then
-// moves to a new scope in it instead: older records become unreachable and
-// expire with their TTL.
+// [idempotency.MemoryStore], for instance to exercise a shared store:
+// gateways given stores that share their records (one PostgreSQL table, one
+// Redis) replay each other's keys. Since the gateway cannot empty a store
+// it does not own, [Gateway.Reset] then moves this gateway alone to a new,
+// randomly named scope in it: older records become unreachable to it and
+// expire with their TTL, and other gateways keep theirs.
 func WithStore(store idempotency.Store) Option {
 	return func(c *config) error {
 		if store == nil {

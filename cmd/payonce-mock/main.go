@@ -4,6 +4,24 @@
 //
 //	payonce-mock [-addr 127.0.0.1:12111] [-ttl 24h] [-require-key=true]
 //	             [-chaos RATE -seed N] [-api-key sk_test_…]… [-mismatch-status 422]
+//	             [-store postgres://…|redis://… [-store-table T | -store-prefix P]]
+//
+// By default the idempotency records live in memory, with nothing to set
+// up. With -store they live in a shared store instead, so that several mock
+// processes, or one that restarts, replay each other's keys:
+//
+//   - postgres:// or postgresql://: a PostgreSQL database (package
+//     idempotency/pgstore). The table, payonce_idempotency unless
+//     -store-table names another, is created at startup if it is missing,
+//     and expired rows are deleted in the background.
+//   - redis:// or rediss:// (TLS): a Redis server (package
+//     idempotency/redisstore), its keys beginning with payonce:idem: unless
+//     -store-prefix says otherwise. Redis expires them itself.
+//
+// Only the idempotency records are shared: charges, refunds, faults and the
+// history stay in each process's memory, and POST /_mock/reset moves that
+// process alone to records of its own. The URL's password never appears in
+// the logs or in an error.
 //
 // It serves the API under /v1/, the control surface under /_mock/ and
 // /healthz (see docs/protocol.md), logs one line per request to stderr, and
@@ -26,6 +44,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/payonce/payonce/idempotency/pgstore"
+	"github.com/payonce/payonce/idempotency/redisstore"
 	"github.com/payonce/payonce/mock"
 )
 
@@ -69,6 +89,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	history := fs.Int("history", mock.DefaultHistoryLimit, "how many requests GET /_mock/requests keeps")
 	var keys keyList
 	fs.Var(&keys, "api-key", "accept only this API `key` (repeatable; default: any sk_test_ key)")
+	var sc storeConfig
+	fs.StringVar(&sc.url, "store", "", "keep idempotency records in the shared store at `URL`: postgres://…, postgresql://…, redis://… or rediss://… (default: in memory)")
+	fs.StringVar(&sc.table, "store-table", "", "`table` of a PostgreSQL -store, as table or schema.table (default "+pgstore.DefaultTable+")")
+	fs.StringVar(&sc.prefix, "store-prefix", "", "`prefix` of every key of a Redis -store (default "+redisstore.DefaultPrefix+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,9 +119,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(keys) > 0 {
 		opts = append(opts, mock.WithAPIKeys(keys...))
 	}
-	gw, err := mock.New(opts...)
+	gw, err := mock.New(opts...) // checks the options before -store connects
 	if err != nil {
 		return err
+	}
+	storeDesc := "memory"
+	shared, err := openStore(ctx, sc, logger)
+	if err != nil {
+		return err
+	}
+	if shared != nil {
+		defer shared.close() // after the server has shut down
+		storeDesc = shared.desc
+		if gw, err = mock.New(append(opts, mock.WithStore(shared.store))...); err != nil {
+			return err
+		}
 	}
 
 	ln, err := net.Listen("tcp", *addr)
@@ -111,7 +147,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "payonce-mock: listening on http://%s\n", ln.Addr())
 	logger.Info("started", "ttl", *ttl, "require_key", *requireKey, "chaos", *chaos, "seed", *seed,
-		"api_keys", len(keys), "mismatch_status", *mismatch)
+		"api_keys", len(keys), "mismatch_status", *mismatch, "store", storeDesc)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -4,13 +4,19 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/payonce/payonce/internal/testenv"
 )
 
 const apiKey = "sk_test_cmd_secret_4eC39HqLyjWD"
@@ -180,5 +186,205 @@ func TestCheckLoopback(t *testing.T) {
 	}
 	for _, bad := range []string{":12111", "0.0.0.0:1", "10.0.0.1:1", "[::]:1", "host:1"} {
 		assert.Error(t, checkLoopback(bad), bad)
+	}
+}
+
+// postgresStore returns -store flags for the test PostgreSQL server, on a
+// table of the test's own that is dropped when it ends, and the URL.
+func postgresStore(t *testing.T) ([]string, string) {
+	t.Helper()
+	raw := testenv.PostgresURL(t)
+	table := testenv.Name("payonce_cmd_")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, raw)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize())
+		assert.NoError(t, err)
+	})
+	return []string{"-store", raw, "-store-table", table}, raw
+}
+
+// redisStore is postgresStore for the test Redis server, on a key prefix of
+// the test's own whose keys are deleted when it ends.
+func redisStore(t *testing.T) ([]string, string) {
+	t.Helper()
+	raw := testenv.RedisURL(t)
+	prefix := testenv.Name("payonce:cmd:") + ":"
+	t.Cleanup(func() {
+		opts, err := redis.ParseURL(raw)
+		require.NoError(t, err)
+		c := redis.NewClient(opts)
+		defer c.Close()
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+		assert.NoError(t, iter.Err())
+	})
+	return []string{"-store", raw, "-store-prefix", prefix}, raw
+}
+
+// count returns how many records a store holds, for the test's table or
+// prefix.
+func countRecords(t *testing.T, args []string) int {
+	t.Helper()
+	ctx := context.Background()
+	switch args[2] {
+	case "-store-table":
+		conn, err := pgx.Connect(ctx, args[1])
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		var n int
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{args[3]}.Sanitize()).Scan(&n))
+		return n
+	default:
+		opts, err := redis.ParseURL(args[1])
+		require.NoError(t, err)
+		c := redis.NewClient(opts)
+		defer c.Close()
+		keys, err := c.Keys(ctx, args[3]+"*").Result()
+		require.NoError(t, err)
+		return len(keys)
+	}
+}
+
+// With -store, the records live in the shared store: a second mock, with
+// its own memory, replays the first one's key, and so does a mock started
+// after both have stopped.
+func TestRunSharedStore(t *testing.T) {
+	for name, flags := range map[string]func(*testing.T) ([]string, string){
+		"postgres": postgresStore,
+		"redis":    redisStore,
+	} {
+		t.Run(name, func(t *testing.T) {
+			args, raw := flags(t)
+			a := start(t, args...)
+			line := a.waitLine(t, "msg=started")
+			assert.Contains(t, line, "store=")
+			assert.Contains(t, line, raw)
+			b := start(t, args...)
+
+			res := post(t, a.url, apiKey, "order_shared", charge)
+			require.Equal(t, http.StatusOK, res.StatusCode)
+			assert.Empty(t, res.Header.Get("Idempotent-Replayed"))
+			assert.Contains(t, a.waitLine(t, "msg=request"), "outcome=executed")
+			assert.Equal(t, 1, countRecords(t, args), "the record is in the store")
+
+			res = post(t, b.url, apiKey, "order_shared", charge)
+			assert.Equal(t, http.StatusOK, res.StatusCode)
+			assert.Equal(t, "true", res.Header.Get("Idempotent-Replayed"), "b replays a's key")
+			assert.Contains(t, b.waitLine(t, "msg=request"), "outcome=replayed")
+
+			res = post(t, b.url, apiKey, "order_shared", strings.Replace(charge, "1001", "1002", 1))
+			assert.Equal(t, http.StatusUnprocessableEntity, res.StatusCode, "b knows the fingerprint too")
+
+			for _, s := range []*started{a, b} {
+				s.stop()
+				require.NoError(t, <-s.done, "a clean shutdown, the store closed")
+				s.done <- nil // for the cleanup
+			}
+			c := start(t, args...)
+			res = post(t, c.url, apiKey, "order_shared", charge)
+			assert.Equal(t, "true", res.Header.Get("Idempotent-Replayed"), "the record outlives the processes")
+		})
+	}
+}
+
+// Without -store, each process keeps its own records: the control for
+// TestRunSharedStore.
+func TestRunMemoryStoreIsPerProcess(t *testing.T) {
+	a, b := start(t), start(t)
+	assert.Contains(t, a.waitLine(t, "msg=started"), "store=memory")
+	require.Equal(t, http.StatusOK, post(t, a.url, apiKey, "order_own", charge).StatusCode)
+	res := post(t, b.url, apiKey, "order_own", charge)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Empty(t, res.Header.Get("Idempotent-Replayed"), "b executes: it has its own memory")
+}
+
+// The URL's password shows in no log line. (TestRunStoreUnreachable and
+// TestRunRefusesBadStore check the errors.)
+func TestRunStoreRedactsPassword(t *testing.T) {
+	const secret = "s3cr3t-pw"
+	for name, flags := range map[string]func(*testing.T) ([]string, string){
+		"postgres": postgresStore,
+		"redis":    redisStore,
+	} {
+		t.Run(name, func(t *testing.T) {
+			args, raw := flags(t)
+			u, err := url.Parse(raw)
+			require.NoError(t, err)
+			// The test servers trust loopback connections: PostgreSQL
+			// ignores the password, and go-redis tolerates Redis's
+			// refusal of an AUTH it does not need.
+			user := ""
+			if u.User != nil {
+				user = u.User.Username()
+			}
+			u.User = url.UserPassword(user, secret)
+			args[1] = u.String()
+			s := start(t, args...)
+			line := s.waitLine(t, "msg=started")
+			assert.Contains(t, line, "xxxxx")
+			assert.Contains(t, line, u.Host)
+			assert.NotContains(t, line, secret)
+			assert.Equal(t, http.StatusOK, post(t, s.url, apiKey, "order_pw", charge).StatusCode)
+			s.stop()
+			require.NoError(t, <-s.done)
+			s.done <- nil
+			for l := range s.lines {
+				assert.NotContains(t, l, secret)
+			}
+		})
+	}
+}
+
+func TestRunRefusesBadStore(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-store", "mysql://root:hunter2@127.0.0.1/db"}, `unknown scheme "mysql"`},
+		{[]string{"-store", "host=127.0.0.1 password=hunter2"}, "want a postgres://"},
+		{[]string{"-store", "127.0.0.1:6379"}, "bad -store"},
+		{[]string{"-store", "postgres://u:hunter2@127.0.0.1:bad/db"}, "bad -store URL"},
+		{[]string{"-store-table", "t"}, "need a -store"},
+		{[]string{"-store-prefix", "p:"}, "need a -store"},
+		{[]string{"-store", "redis://:hunter2@127.0.0.1:1/0", "-store-table", "t"}, "-store-table is for a PostgreSQL"},
+		{[]string{"-store", "postgres://u:hunter2@127.0.0.1:1/db", "-store-prefix", "p:"}, "-store-prefix is for a Redis"},
+		{[]string{"-store", "postgres://u:hunter2@127.0.0.1:1/db", "-store-table", "Bad-Name"}, "invalid table name"},
+		{[]string{"-store", "redis://:hunter2@127.0.0.1:1/0", "-store-prefix", "{p}"}, "brace"},
+		{[]string{"-store", "redis://:hunter2@127.0.0.1:1/notadb"}, "invalid database"},
+	} {
+		var stderr strings.Builder
+		err := run(context.Background(), append([]string{"-addr", "127.0.0.1:0"}, tc.args...), &stderr)
+		if assert.Error(t, err, "%q", tc.args) {
+			assert.Contains(t, err.Error(), tc.want, "%q", tc.args)
+			assert.NotContains(t, err.Error(), "hunter2", "%q", tc.args)
+		}
+		assert.NotContains(t, stderr.String(), "hunter2", "%q", tc.args)
+	}
+}
+
+// A -store server that does not answer is an error at startup, not a mock
+// that fails every request later.
+func TestRunStoreUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	for _, raw := range []string{
+		"postgres://postgres:hunter2@" + addr + "/db?sslmode=disable&connect_timeout=2",
+		"redis://:hunter2@" + addr + "/0",
+	} {
+		var stderr strings.Builder
+		err := run(context.Background(), []string{"-addr", "127.0.0.1:0", "-store", raw}, &stderr)
+		if assert.Error(t, err, raw) {
+			assert.Contains(t, err.Error(), addr)
+			assert.NotContains(t, err.Error(), "hunter2")
+		}
+		assert.NotContains(t, stderr.String(), "listening on", "it never listened")
 	}
 }

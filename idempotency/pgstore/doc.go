@@ -33,7 +33,9 @@
 // insert or take over the row, and every other one finds the winner's row.
 // Renewing, finishing and releasing are single statements too, conditional
 // on the claimant's token, so a finished record is never overwritten and a
-// claimant whose lease was taken over cannot store its response.
+// claimant whose lease was taken over cannot store its response. Because of
+// that condition, [Store.Finish] can safely run again on a fresh connection
+// when its own died, as a stale pooled one does after a restart.
 //
 // Time is the middleware's clock ([idempotency.Claim].Now), never the
 // database's, so the instances' clocks must agree to well within a lease

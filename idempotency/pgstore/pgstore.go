@@ -2,9 +2,12 @@ package pgstore
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"regexp"
 	"strings"
 	"time"
@@ -26,6 +29,10 @@ const DefaultTable = "payonce_idempotency"
 // row changed under it (see claimSQL).
 const maxClaimAttempts = 10
 
+// maxFinishAttempts bounds how often Finish runs its statement when the
+// connection it ran on was lost (see Finish).
+const maxFinishAttempts = 3
+
 //go:embed schema.sql
 var schemaTemplate string
 
@@ -37,7 +44,7 @@ type Store struct {
 	table  string // quoted, possibly schema-qualified
 	schema string
 
-	claimSQL, renewSQL, finishSQL, releaseSQL, deleteSQL string
+	claimSQL, renewSQL, finishSQL, finishedSQL, releaseSQL, deleteSQL string
 }
 
 // An Option configures a [Store].
@@ -119,7 +126,12 @@ WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT FROM claim)`
 
 	owned := ` WHERE scope = $1 AND key = $2 AND token = $3 AND NOT finished`
 	s.renewSQL = `UPDATE ` + t + ` SET expires_at = $4` + owned
-	s.finishSQL = `UPDATE ` + t + ` SET finished = true, status = $4, headers = $5, body = $6, expires_at = $7` + owned
+	// Finishing hands the row from the claim's token to one that names this
+	// call of Finish, so that a retry of the call can tell that an earlier
+	// attempt of its own landed (finishedSQL) from a second call, which
+	// must fail. Nothing else reads the token of a finished row.
+	s.finishSQL = `UPDATE ` + t + ` SET finished = true, status = $4, headers = $5, body = $6, expires_at = $7, token = $8` + owned
+	s.finishedSQL = `SELECT EXISTS (SELECT FROM ` + t + ` WHERE scope = $1 AND key = $2 AND token = $3 AND finished)`
 	s.releaseSQL = `DELETE FROM ` + t + owned
 	// Rows already locked by a claim are skipped, not waited for; the
 	// DELETE tests the expiry again in case a row changed meanwhile.
@@ -199,13 +211,65 @@ func (s *Store) Renew(ctx context.Context, c idempotency.Claim) error {
 }
 
 // Finish implements [idempotency.Store].
+//
+// The handler has run by the time Finish is called, so a response lost now
+// is a key left in flight until its lease runs out. Finish therefore runs
+// its statement again, up to three times in all, when the connection it ran
+// on turned out to be dead, as a pooled connection is after the server
+// restarted or a proxy dropped it, and a fresh one may succeed. (pgxpool
+// pings a connection idle for over a second before handing it out, but not
+// one used more recently.) That is safe even when the statement may have
+// run, its answer lost: the update is conditional on the claim's token, and
+// a retry that finds the row finished by this very call reports success. An
+// error that the server answered, or the end of ctx, is returned at once.
 func (s *Store) Finish(ctx context.Context, c idempotency.Claim, resp *idempotency.Response) error {
 	body := resp.Body
 	if body == nil {
 		body = []byte{} // an empty body, not a missing one
 	}
-	return s.owned(ctx, "finish", s.finishSQL, []byte(c.Scope), []byte(c.Key), c.Token,
-		int32(resp.StatusCode), codec.AppendHeader(nil, resp.Header), body, c.Now.Add(c.TTL))
+	scope, key := []byte(c.Scope), []byte(c.Key)
+	call := rand.Text() // names this call in the finished row
+	for attempt := 1; ; attempt++ {
+		tag, err := s.pool.Exec(ctx, s.finishSQL, scope, key, c.Token,
+			int32(resp.StatusCode), codec.AppendHeader(nil, resp.Header), body, c.Now.Add(c.TTL), call)
+		switch {
+		case err == nil && tag.RowsAffected() > 0:
+			return nil
+		case err == nil && attempt == 1:
+			return idempotency.ErrLeaseLost
+		case err == nil:
+			// An earlier attempt may have landed before its connection
+			// died.
+			var landed bool
+			if err := s.pool.QueryRow(ctx, s.finishedSQL, scope, key, call).Scan(&landed); err != nil {
+				return fmt.Errorf("pgstore: finish: %w", err)
+			}
+			if landed {
+				return nil
+			}
+			return idempotency.ErrLeaseLost
+		case attempt < maxFinishAttempts && ctx.Err() == nil && connectionLost(err):
+			continue
+		default:
+			return fmt.Errorf("pgstore: finish: %w", err)
+		}
+	}
+}
+
+// connectionLost reports whether err says that the connection failed, not
+// that the server refused the statement: it was never sent, or the
+// connection broke before its answer came back.
+func connectionLost(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) || pgconn.Timeout(err) {
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		(errors.As(err, &netErr) && !netErr.Timeout())
 }
 
 // Release implements [idempotency.Store].

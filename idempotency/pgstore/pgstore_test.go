@@ -100,6 +100,28 @@ func TestTakeoverFromDeadOwner(t *testing.T) {
 	backendtest.Takeover(t, db.store(t, db.pool(t, p.Addr())), p, db.store(t, db.pool(t, "")))
 }
 
+// TestFinishAfterLostConnection: Finish runs its statement again on a fresh
+// connection when its own turns out dead, even when the statement may have
+// run.
+func TestFinishAfterLostConnection(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.addr())
+	host, port, err := net.SplitHostPort(p.Addr())
+	require.NoError(t, err)
+	portN, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	cfg := db.cfg.Copy()
+	cfg.MaxConns = 1
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = host, uint16(portN), nil
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	// As for a connection used less than a second ago: no ping first.
+	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	backendtest.FinishAfterLostConnection(t, db.store(t, pool), p)
+}
+
 func (db *testDB) count(t *testing.T) int {
 	var n int
 	require.NoError(t, db.admin.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{db.table}.Sanitize()).Scan(&n))

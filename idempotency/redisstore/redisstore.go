@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -101,8 +102,9 @@ func (s *Store) key(scope, key string) string {
 }
 
 // A record is a hash: fp, the fingerprint; exp, when it expires, in Unix
-// milliseconds by the middleware's clock; tok, the owner's token, while in
-// flight; resp, the encoded response, once finished.
+// milliseconds by the middleware's clock; tok, the owner's token while in
+// flight, then the token of the Finish call; resp, the encoded response,
+// once finished.
 
 // claimScript: KEYS[1] record; ARGV fingerprint, token, now, expiry,
 // Redis TTL in ms. It answers {1} claimed, {2} in flight, {3, resp}
@@ -131,12 +133,20 @@ redis.call('HSET', KEYS[1], 'exp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
-	// finishScript: ARGV expiry, Redis TTL in ms, encoded response.
+	// finishScript: ARGV expiry, Redis TTL in ms, encoded response, and a
+	// token naming this call of Finish, which replaces the claim's. When
+	// go-redis sends the script again because the connection broke before
+	// its answer came, the script may have run already: the record is then
+	// finished under this call's token, and the answer is 1 again. A second
+	// call of Finish has another token, and gets 0.
 	finishScript = redis.NewScript(`
 local r = redis.call('HMGET', KEYS[1], 'tok', 'resp')
-if r[1] ~= ARGV[1] or r[2] then return 0 end
-redis.call('HSET', KEYS[1], 'exp', ARGV[2], 'resp', ARGV[4])
-redis.call('HDEL', KEYS[1], 'tok')
+if r[2] then
+  if r[1] == ARGV[5] then return 1 end
+  return 0
+end
+if r[1] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'exp', ARGV[2], 'resp', ARGV[4], 'tok', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
@@ -191,10 +201,17 @@ func (s *Store) Renew(ctx context.Context, c idempotency.Claim) error {
 }
 
 // Finish implements [idempotency.Store].
+//
+// go-redis sends a command again, up to the client's MaxRetries (three by
+// default), when its connection fails, even if the command may have run;
+// and it checks a pooled connection before using it. Finish is safe to
+// send again: a retry that finds the record finished by this very call
+// reports success, so a reply lost with a dying connection neither loses
+// the response nor turns into a false [idempotency.ErrLeaseLost].
 func (s *Store) Finish(ctx context.Context, c idempotency.Claim, resp *idempotency.Response) error {
 	ttl := millis(c.TTL)
 	return s.owned(ctx, "finish", finishScript, c, c.Now.UnixMilli()+ttl, ttl+s.margin.Milliseconds(),
-		codec.AppendResponse(nil, resp))
+		codec.AppendResponse(nil, resp), rand.Text())
 }
 
 // Release implements [idempotency.Store].

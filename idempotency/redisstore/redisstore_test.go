@@ -86,6 +86,21 @@ func TestTakeoverFromDeadOwner(t *testing.T) {
 	backendtest.Takeover(t, db.store(t, db.client(t, p.Addr())), p, db.store(t, db.client(t, "")))
 }
 
+// TestFinishAfterLostConnection: go-redis sends Finish again when its
+// connection dies, and the script tells an earlier attempt of its own that
+// landed from a second Finish.
+func TestFinishAfterLostConnection(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.opts.Addr)
+	opts := *db.opts
+	opts.Addr = p.Addr()
+	opts.PoolSize = 1
+	opts.DialTimeout = 2 * time.Second // MaxRetries stays go-redis's default
+	c := redis.NewClient(&opts)
+	t.Cleanup(func() { c.Close() })
+	backendtest.FinishAfterLostConnection(t, db.store(t, c), p)
+}
+
 // TestRedisExpiresRecords: Redis's own TTL removes a record, a margin after
 // it expires by the middleware's clock, and never before.
 func TestRedisExpiresRecords(t *testing.T) {

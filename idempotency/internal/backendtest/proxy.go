@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -13,6 +14,8 @@ import (
 type Proxy struct {
 	target string
 	ln     net.Listener
+
+	loseReply atomic.Bool
 
 	mu    sync.Mutex
 	cut   bool
@@ -47,6 +50,12 @@ func (p *Proxy) Cut() {
 		c.Close()
 	}
 }
+
+// LoseNextReply makes the proxy swallow the next bytes that the server
+// sends on any connection, and close that connection, as a network that
+// fails after the server ran a command but before its answer arrived. The
+// client then cannot know whether its command ran.
+func (p *Proxy) LoseNextReply() { p.loseReply.Store(true) }
 
 // Restore lets connections through again.
 func (p *Proxy) Restore() {
@@ -116,7 +125,22 @@ func (p *Proxy) pipe(client net.Conn) {
 		done <- struct{}{}
 	}
 	go copyAndClose(server, client)
-	go copyAndClose(client, server)
+	go copyAndClose(client, replies{server, p})
 	<-done
 	<-done
+}
+
+// replies reads what the server answers, and ends the connection instead of
+// passing the answer on when the proxy was told to lose it.
+type replies struct {
+	net.Conn
+	p *Proxy
+}
+
+func (r replies) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if n > 0 && r.p.loseReply.CompareAndSwap(true, false) {
+		return 0, io.ErrClosedPipe // copyAndClose closes both sides
+	}
+	return n, err
 }

@@ -407,6 +407,69 @@ func Takeover(t *testing.T, owner idempotency.Store, p *Proxy, heir idempotency.
 	assert.Equal(t, heirBody, res.body)
 }
 
+// FinishAfterLostConnection checks what Finish does once the handler has
+// run and the connection it is about to use, or is using, dies. store must
+// reach its server through p, on a single pooled connection that it does
+// not ping before use (as a connection used less than a second ago is not),
+// so that the failure lands on Finish itself.
+//   - Stale connection: every pooled connection was dropped while the
+//     request executed. Finish must store the response on a fresh one.
+//   - Lost reply: the server ran Finish, but its answer was lost with the
+//     connection. Finish must report success, not a lease lost to nobody,
+//     and the response must be stored; a second Finish still fails.
+func FinishAfterLostConnection(t *testing.T, store idempotency.Store, p *Proxy) {
+	ctx := context.Background()
+	claim := func(key string) idempotency.Claim {
+		return idempotency.Claim{Scope: "acct", Key: key, Fingerprint: "fp", Token: Name("tok-"),
+			Now: time.Now(), Lease: time.Minute, TTL: time.Hour}
+	}
+	resp := &idempotency.Response{StatusCode: http.StatusCreated,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"id":"ch_1"}`)}
+	mustClaim := func(c idempotency.Claim, want idempotency.State) idempotency.Result {
+		t.Helper()
+		res, err := store.Claim(ctx, c)
+		require.NoError(t, err)
+		require.Equal(t, want.String(), res.State.String(), c.Key)
+		return res
+	}
+	// warm claims and finishes a key, so that the pooled connection has
+	// every statement or script ready and the next answer on it is the
+	// Finish under test.
+	warm := func() {
+		t.Helper()
+		c := claim(Name("warm-"))
+		mustClaim(c, idempotency.Claimed)
+		require.NoError(t, store.Finish(ctx, c, resp))
+	}
+	replayed := func(c idempotency.Claim) {
+		t.Helper()
+		c.Token = Name("tok-")
+		res := mustClaim(c, idempotency.Finished)
+		assert.Equal(t, resp.StatusCode, res.Response.StatusCode)
+		assert.Equal(t, resp.Body, res.Response.Body)
+	}
+
+	t.Run("StaleConnection", func(t *testing.T) {
+		warm()
+		c := claim(Name("stale-"))
+		mustClaim(c, idempotency.Claimed)
+		p.Cut() // while the handler runs, the pooled connection is dropped
+		p.Restore()
+		require.NoError(t, store.Finish(ctx, c, resp), "Finish gets through on a fresh connection")
+		replayed(c)
+	})
+	t.Run("LostReply", func(t *testing.T) {
+		warm()
+		c := claim(Name("lost-"))
+		mustClaim(c, idempotency.Claimed)
+		p.LoseNextReply()
+		require.NoError(t, store.Finish(ctx, c, resp),
+			"the first attempt landed: its retry must say so, not report a lease lost")
+		replayed(c)
+		assert.ErrorIs(t, store.Finish(ctx, c, resp), idempotency.ErrLeaseLost, "a second Finish still fails")
+	})
+}
+
 // Clients is how many goroutines the benchmarks run at once.
 const Clients = 16
 
