@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Retry defaults, chosen for a checkout request that a person is waiting on.
@@ -214,7 +216,8 @@ type call struct {
 	deadlineWait time.Duration // the wait that would have passed the deadline
 	last         attemptOutcome
 
-	trace            *httptrace.ClientTrace
+	rc               retryablehttp.Client // see Client.newRetryClient
+	trace            httptrace.ClientTrace
 	getConn, gotConn atomic.Bool // per attempt: whether a connection was asked for, obtained
 	skipped          atomic.Bool // per attempt: not sent, the context had ended
 }
@@ -229,7 +232,7 @@ type attemptOutcome struct {
 
 func newCall(c *Client, req *Request) *call {
 	cl := &call{c: c, method: req.method, path: req.path, key: req.key}
-	cl.trace = &httptrace.ClientTrace{
+	cl.trace = httptrace.ClientTrace{
 		GetConn: func(string) { cl.getConn.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) { cl.gotConn.Store(true) },
 	}
