@@ -4,13 +4,30 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
+
+// The benchmarks compare Charges.Create with what a caller would write with
+// net/http alone, sending the same request to the same in-process server.
+// Report Charges.Create against both plain baselines: PlainPost has no
+// timeout, which no production caller should ship, and PlainPostTimeout has
+// one (http.Client.Timeout), as Charges.Create has its per-attempt timeout.
+// Summarise with benchstat, for example:
+//
+//	go test -run '^$' -bench 'ChargesCreate|PlainPost' -count 10 . > bench.txt
+//	benchstat -filter '.name:/^(PlainPost|PlainPostTimeout|ChargesCreate)$/' \
+//		-col '.name@(PlainPost PlainPostTimeout ChargesCreate)' bench.txt
+//
+// The server shares the machine's cores with the client, so run the
+// candidate and the baseline in the same session.
 
 // benchGateway answers every POST with the same charge, as fast as it can,
 // so that the benchmarks measure the client.
@@ -28,66 +45,143 @@ func benchGateway(b *testing.B) *httptest.Server {
 	return srv
 }
 
-// BenchmarkChargesCreate is one Charges.Create, with a generated key, the
-// retry machinery armed, and the response decoded.
-func BenchmarkChargesCreate(b *testing.B) {
-	srv := benchGateway(b)
+func benchClient(b *testing.B, srv *httptest.Server) *Client {
 	c, err := NewClient(testAPIKey, WithBaseURL(srv.URL))
 	if err != nil {
 		b.Fatal(err)
 	}
+	return c
+}
+
+func createOnce(ctx context.Context, c *Client, params *ChargeParams) error {
+	ch, err := c.Charges.Create(ctx, params)
+	if err != nil {
+		return err
+	}
+	if ch.ID != "ch_1" {
+		return fmt.Errorf("charge id %q", ch.ID)
+	}
+	return nil
+}
+
+// BenchmarkChargesCreate is one Charges.Create, with a generated key, the
+// retry machinery armed, the per-attempt timeout, and the response decoded.
+func BenchmarkChargesCreate(b *testing.B) {
+	c := benchClient(b, benchGateway(b))
 	ctx := context.Background()
 	params := chargeParams("")
 	b.ReportAllocs()
 	for b.Loop() {
-		ch, err := c.Charges.Create(ctx, params)
-		if err != nil || ch.ID != "ch_1" {
-			b.Fatal(ch, err)
+		if err := createOnce(ctx, c, params); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkPlainPost is what a caller would write with net/http alone: the
-// same JSON, headers and random key, to the same server, decoded the same way,
-// with no timeout and no retries.
-func BenchmarkPlainPost(b *testing.B) {
-	plainPost(b, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+// BenchmarkChargesCreateParallel is BenchmarkChargesCreate from GOMAXPROCS
+// goroutines sharing one Client.
+func BenchmarkChargesCreateParallel(b *testing.B) {
+	c := benchClient(b, benchGateway(b))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		params := chargeParams("")
+		for pb.Next() {
+			if err := createOnce(ctx, c, params); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
+
+// BenchmarkPlainPost is what a caller would write with net/http alone: the
+// same JSON, headers and random key, to the same server, decoded the same
+// way, with no timeout and no retries.
+func BenchmarkPlainPost(b *testing.B) { benchPlain(b, plainHTTPClient(0)) }
 
 // BenchmarkPlainPostTimeout adds the one thing production code cannot do
-// without, a timeout (http.Client.Timeout), to separate the cost of a
-// deadline from the cost of the client.
-func BenchmarkPlainPostTimeout(b *testing.B) {
-	plainPost(b, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: DefaultAttemptTimeout})
+// without, a timeout (http.Client.Timeout, covering the body as the
+// client's per-attempt timeout does). It is the fair baseline.
+func BenchmarkPlainPostTimeout(b *testing.B) { benchPlain(b, plainHTTPClient(DefaultAttemptTimeout)) }
+
+// BenchmarkPlainPostParallel is BenchmarkPlainPost from GOMAXPROCS
+// goroutines sharing one http.Client.
+func BenchmarkPlainPostParallel(b *testing.B) { benchPlainParallel(b, plainHTTPClient(0)) }
+
+// BenchmarkPlainPostTimeoutParallel is BenchmarkPlainPostTimeout from
+// GOMAXPROCS goroutines sharing one http.Client.
+func BenchmarkPlainPostTimeoutParallel(b *testing.B) {
+	benchPlainParallel(b, plainHTTPClient(DefaultAttemptTimeout))
 }
 
-func plainPost(b *testing.B, hc *http.Client) {
+// plainHTTPClient is a default transport keeping as many idle connections
+// per host as the Client's default transport, so that the parallel
+// benchmarks reuse connections alike.
+func plainHTTPClient(timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+func benchPlain(b *testing.B, hc *http.Client) {
 	srv := benchGateway(b)
 	ctx := context.Background()
 	params := chargeParams("")
 	b.ReportAllocs()
 	for b.Loop() {
-		body, err := json.Marshal(params)
-		if err != nil {
+		if err := plainPost(ctx, hc, srv.URL, params); err != nil {
 			b.Fatal(err)
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/charges", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+testAPIKey)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", uuid.NewString())
-		resp, err := hc.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var ch Charge
-		err = json.NewDecoder(resp.Body).Decode(&ch)
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 || ch.ID != "ch_1" {
-			b.Fatal(resp.StatusCode, err)
 		}
 	}
+}
+
+func benchPlainParallel(b *testing.B, hc *http.Client) {
+	srv := benchGateway(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		params := chargeParams("")
+		for pb.Next() {
+			if err := plainPost(ctx, hc, srv.URL, params); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// plainPost sends the request Charges.Create sends (the same headers, so
+// that the server does the same work) and decodes the answer.
+func plainPost(ctx context.Context, hc *http.Client, baseURL string, params *ChargeParams) error {
+	body, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/v1/charges", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "payonce-go/"+Version)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", uuid.NewString())
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	var ch Charge
+	err = json.NewDecoder(resp.Body).Decode(&ch)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return err
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("status %d", resp.StatusCode)
+	case ch.ID != "ch_1":
+		return errors.New("wrong charge")
+	}
+	return nil
 }

@@ -47,6 +47,7 @@ type service struct {
 
 type config struct {
 	apiKey         secret
+	authorization  secret // "Bearer " + apiKey, built once for every request
 	baseURL        *url.URL
 	rawBaseURL     string
 	httpClient     *http.Client
@@ -254,6 +255,7 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 		}
 	}
 	cfg.apiKey = newSecret(apiKey)
+	cfg.authorization = newSecret("Bearer " + apiKey)
 	if !cfg.budgetSet {
 		cfg.budget, _ = NewRetryBudget(RetryBudgetConfig{}) // the defaults are valid
 	}
@@ -401,9 +403,10 @@ func isSafeMethod(method string) bool {
 }
 
 // newRetryClient returns the go-retryablehttp client for one call, wired to
-// the call's hooks. It is cheap: a struct around the shared *http.Client.
+// the call's hooks. It is cheap: a struct inside the call, around the shared
+// *http.Client, so it costs no allocation of its own.
 func (c *Client) newRetryClient(cl *call) *retryablehttp.Client {
-	return &retryablehttp.Client{
+	cl.rc = retryablehttp.Client{
 		HTTPClient:   c.hc,
 		Logger:       nil, // we log through slog, and never the Authorization header
 		RetryWaitMin: c.cfg.minBackoff,
@@ -418,6 +421,7 @@ func (c *Client) newRetryClient(cl *call) *retryablehttp.Client {
 			return nil, err
 		},
 	}
+	return &cl.rc
 }
 
 // Request is a request prepared by [Client.NewRequest]: the URL resolved,
@@ -573,7 +577,7 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 		return nil, invalidf("%s without an idempotency key", req.method) // unreachable through NewRequest
 	}
 	cl := newCall(c, req)
-	ctx = httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, cl), cl.trace)
+	ctx = httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, cl), &cl.trace)
 	var body any
 	if req.body != nil {
 		body = req.body
@@ -582,15 +586,21 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if err != nil {
 		return nil, fmt.Errorf("payonce: %s %s: %w", req.method, req.path, err)
 	}
+	// The header values share one array, made for this call and shared by
+	// its attempts (go-retryablehttp copies the request shallowly). Each
+	// slice is capped at its length, so an append copies the value rather
+	// than overwriting its neighbour.
+	vals := make([]string, 5)
+	vals[0], vals[1], vals[2] = c.cfg.authorization.reveal(), "application/json", "payonce-go/"+Version
 	h := rreq.Header
-	h["Authorization"] = []string{"Bearer " + c.cfg.apiKey.reveal()}
-	h["Accept"] = []string{"application/json"}
-	h["User-Agent"] = []string{"payonce-go/" + Version}
+	h["Authorization"], h["Accept"], h["User-Agent"] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
 	if req.body != nil {
-		h["Content-Type"] = []string{"application/json"}
+		vals[3] = "application/json"
+		h["Content-Type"] = vals[3:4:4]
 	}
 	if req.key != "" {
-		h["Idempotency-Key"] = []string{req.key}
+		vals[4] = req.key
+		h["Idempotency-Key"] = vals[4:5:5]
 	}
 
 	resp, doErr := c.newRetryClient(cl).Do(rreq)

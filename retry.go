@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Retry defaults, chosen for a checkout request that a person is waiting on.
@@ -216,7 +218,8 @@ type call struct {
 	budgetStopped bool          // the budget refused a retry
 	last          attemptOutcome
 
-	trace            *httptrace.ClientTrace
+	rc               retryablehttp.Client // see Client.newRetryClient
+	trace            httptrace.ClientTrace
 	getConn, gotConn atomic.Bool // per attempt: whether a connection was asked for, obtained
 	skipped          atomic.Bool // per attempt: not sent, the context had ended
 }
@@ -231,7 +234,7 @@ type attemptOutcome struct {
 
 func newCall(c *Client, req *Request) *call {
 	cl := &call{c: c, method: req.method, path: req.path, key: req.key}
-	cl.trace = &httptrace.ClientTrace{
+	cl.trace = httptrace.ClientTrace{
 		GetConn: func(string) { cl.getConn.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) { cl.gotConn.Store(true) },
 	}
