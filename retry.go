@@ -435,6 +435,11 @@ func (cl *call) log(ctx context.Context, level slog.Level, msg string, extra ...
 
 var errAttemptTimeout = errors.New("payonce: attempt timeout")
 
+// attemptTransport deliberately has no CloseIdleConnections method, so that
+// http.Client.CloseIdleConnections does nothing: go-retryablehttp calls it
+// when a call's context ends during a wait, which would make every other
+// call of the Client redial, as callers time out in an outage, when dialling
+// costs most.
 type attemptTransport struct {
 	base    http.RoundTripper
 	timeout time.Duration

@@ -775,3 +775,41 @@ func TestSentTracking(t *testing.T) {
 	assert.Equal(t, "transport error", describeErr(errors.New("x")))
 	assert.True(t, strings.HasPrefix(describeErr(&attemptTimeoutError{time.Second}), "attempt timed out"))
 }
+
+// A call that ends must not close the keep-alive connections that the
+// Client's other calls share: go-retryablehttp asks the http.Client to when
+// the context ends during a wait.
+func TestCancelledCallKeepsIdleConnections(t *testing.T) {
+	var conns, n atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if n.Add(1) == 2 { // the second call's attempt
+			writeErr(w, http.StatusServiceUnavailable, "api_error", "", "", "Try again.")
+			return
+		}
+		writeRaw(w, http.StatusOK, mustJSON(&Charge{ID: "ch_1", Object: "charge"}))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	// The caller gives up during the wait before the first retry.
+	c, err := NewClient(testAPIKey, WithBaseURL(srv.URL), WithBackoffFunc(func(int, time.Duration, time.Duration) time.Duration {
+		cancel()
+		return time.Second
+	}))
+	require.NoError(t, err)
+
+	_, err = c.Charges.Create(context.Background(), chargeParams(""))
+	require.NoError(t, err)
+	_, err = c.Charges.Create(ctx, chargeParams(""))
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = c.Charges.Create(context.Background(), chargeParams(""))
+	require.NoError(t, err)
+	assert.Equal(t, int32(3), n.Load())
+	assert.Equal(t, int32(1), conns.Load(), "one keep-alive connection served every attempt")
+}
