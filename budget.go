@@ -10,23 +10,31 @@ import (
 // with the same costs and a smaller bucket, so that it reacts within seconds
 // for a client that makes a payment every second or so.
 //
-// The costs make the rule that holds in the long run: a client retries at
-// most one call for every five the gateway answers (SuccessRefund /
-// RetryCost), so retries add at most 20% to the load of a struggling
-// gateway, and nothing once it stops answering. Ordinary trouble never
-// reaches that rate: a gateway that loses 2% of the answers costs 10 tokens
-// per 100 calls and gives back 98. The capacity is the burst: 20 retries
-// after answers, or 10 after timeouts, before the budget decides.
+// What the budget bounds is retries that do not help. A retry that succeeds
+// gives its cost back, so transient trouble that one retry cures (a lost
+// answer, a brief 503) costs nothing in the long run, however often it
+// happens. A retry that fails again keeps its cost, and the bucket refills
+// only by calls the gateway answers at their first attempt, one token each.
+// So a client spends on failed retries at most the capacity plus one retry's
+// worth for every five calls answered at once; when the gateway answers
+// nothing at all, each client makes at most 20 retries (10 after timeouts)
+// in all, and then sends only its first attempts. The capacity is that
+// burst: enough for a handful of unlucky calls, small enough to be spent
+// within seconds of an outage by a client that makes a call every second.
 //
-// For a checkout server, that means a few unlucky customers still get their
-// retries in the first seconds of an outage, and then the fleet stops
-// multiplying the load on a gateway that is trying to recover; the calls it
-// does not retry fail at once with their key, instead of keeping a person
-// waiting for retries that cannot succeed. For a billing batch, which makes
-// calls back to back, the budget drains in well under a second of outage,
-// so the rest of the run fails fast (with [ErrOutcomeUnknown] and the key
-// where a call may have executed) and the rerun settles those records with
-// the same keys.
+// For a checkout server, that means the first customers of an outage still
+// get their retries, and then the fleet stops multiplying the load of a
+// gateway trying to recover; the calls it does not retry fail at once with
+// their key instead of keeping a person waiting for retries that cannot
+// succeed. For a billing batch, a run that meets an outage spends the budget
+// on its first few records (about seven when it charges them one at a time,
+// a few seconds of backoff), and the rest fail at their first attempt,
+// with [ErrOutcomeUnknown] and the key where a call may have executed, so
+// the rerun settles them with the same keys.
+//
+// The bucket does not refill with time: after an outage a client's retries
+// come back with its first successes, not by waiting. Its first attempts are
+// never held back.
 const (
 	DefaultBudgetCapacity      = 100
 	DefaultBudgetRetryCost     = 5
@@ -35,7 +43,8 @@ const (
 )
 
 // ErrRetryBudgetExhausted means a call was not retried because the client's
-// [RetryBudget] was empty: too many recent calls failed. The error wraps the
+// [RetryBudget] was empty: too many retries failed since the gateway last
+// answered enough calls at once. The error wraps the
 // failure of the last attempt too, and is still an [*OutcomeUnknownError]
 // when that attempt may have executed.
 var ErrRetryBudgetExhausted = errors.New("payonce: retry budget exhausted")
@@ -43,7 +52,8 @@ var ErrRetryBudgetExhausted = errors.New("payonce: retry budget exhausted")
 // RetryBudgetConfig sizes a [RetryBudget]. A zero field takes its default.
 type RetryBudgetConfig struct {
 	// Capacity is the number of tokens in a full bucket, which is how a
-	// budget starts. Default: [DefaultBudgetCapacity].
+	// budget starts; at least each cost and the refund. Default:
+	// [DefaultBudgetCapacity].
 	Capacity int
 	// RetryCost is what a retry takes after the gateway answered with a
 	// status that is retried (429, 5xx, 409 in use). Default:
@@ -68,36 +78,43 @@ type RetryBudgetConfig struct {
 // [ErrRetryBudgetExhausted].
 //
 // Every [Client] has its own budget with the defaults unless given one with
-// [WithRetryBudget]. A budget is safe for concurrent use, and one budget may
-// be shared by several clients that talk to the same gateway.
+// [WithRetryBudget], or none with [WithoutRetryBudget]. A budget is safe for
+// concurrent use, and one budget may be shared by several clients that talk
+// to the same gateway. The zero value is not usable; call [NewRetryBudget].
 type RetryBudget struct {
 	cfg    RetryBudgetConfig
 	mu     sync.Mutex
 	tokens int
 }
 
-// NewRetryBudget returns a full budget. It refuses negative sizes, a zero
-// capacity, and costs larger than the capacity (a budget that could never
-// allow a retry is [WithMaxRetries](0)).
+// NewRetryBudget returns a full budget. It refuses negative sizes, and
+// costs or a refund larger than the capacity, naming the field at fault
+// (mind that a zero field takes its default: {Capacity: 9} leaves the
+// TimeoutCost at 10, more than the capacity).
 func NewRetryBudget(cfg RetryBudgetConfig) (*RetryBudget, error) {
-	if cfg.Capacity < 0 || cfg.RetryCost < 0 || cfg.TimeoutCost < 0 || cfg.SuccessRefund < 0 {
-		return nil, fmt.Errorf("%w: retry budget: negative size in %+v", ErrInvalidConfig, cfg)
+	fields := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"Capacity", &cfg.Capacity, DefaultBudgetCapacity},
+		{"RetryCost", &cfg.RetryCost, DefaultBudgetRetryCost},
+		{"TimeoutCost", &cfg.TimeoutCost, DefaultBudgetTimeoutCost},
+		{"SuccessRefund", &cfg.SuccessRefund, DefaultBudgetSuccessRefund},
 	}
-	if cfg.Capacity == 0 {
-		cfg.Capacity = DefaultBudgetCapacity
+	for _, f := range fields {
+		switch {
+		case *f.v < 0:
+			return nil, fmt.Errorf("%w: retry budget: %s %d is negative", ErrInvalidConfig, f.name, *f.v)
+		case *f.v == 0:
+			*f.v = f.def
+		}
 	}
-	if cfg.RetryCost == 0 {
-		cfg.RetryCost = DefaultBudgetRetryCost
-	}
-	if cfg.TimeoutCost == 0 {
-		cfg.TimeoutCost = DefaultBudgetTimeoutCost
-	}
-	if cfg.SuccessRefund == 0 {
-		cfg.SuccessRefund = DefaultBudgetSuccessRefund
-	}
-	if cfg.RetryCost > cfg.Capacity || cfg.TimeoutCost > cfg.Capacity {
-		return nil, fmt.Errorf("%w: retry budget: a retry costs more than the capacity (%+v), "+
-			"so no retry could ever happen; use WithMaxRetries(0) to disable retries", ErrInvalidConfig, cfg)
+	for _, f := range fields[1:] {
+		if *f.v > cfg.Capacity {
+			return nil, fmt.Errorf("%w: retry budget: %s %d is more than the Capacity %d "+
+				"(a zero field takes its default)", ErrInvalidConfig, f.name, *f.v, cfg.Capacity)
+		}
 	}
 	return &RetryBudget{cfg: cfg, tokens: cfg.Capacity}, nil
 }
@@ -131,7 +148,8 @@ func (b *RetryBudget) withdraw(n int) bool {
 	return true
 }
 
-// deposit gives n tokens back, up to the capacity.
+// deposit gives n tokens back, up to the capacity. n is never more than the
+// capacity (NewRetryBudget sees to it), so the sum cannot overflow.
 func (b *RetryBudget) deposit(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

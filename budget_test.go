@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -141,7 +142,7 @@ func TestRetryBudgetTimeoutsCostMore(t *testing.T) {
 
 func TestRetryBudgetDisabledRetriesAsBefore(t *testing.T) {
 	g := newSwitchable(t, http.StatusServiceUnavailable)
-	c := g.client(t, WithRetryBudget(nil))
+	c := g.client(t, WithoutRetryBudget())
 	for range 40 { // 120 retries: far more than any default budget allows
 		_, err := c.Charges.Create(context.Background(), chargeParams(""))
 		var ou *OutcomeUnknownError
@@ -262,9 +263,18 @@ func TestNewRetryBudgetRefusesBadSizes(t *testing.T) {
 		{SuccessRefund: -1},
 		{Capacity: 4, RetryCost: 5},
 		{Capacity: 9, TimeoutCost: 0}, // the default timeout cost, 10, exceeds it
+		{SuccessRefund: DefaultBudgetCapacity + 1},
+		{SuccessRefund: math.MaxInt}, // would overflow the bucket
 	} {
 		_, err := NewRetryBudget(cfg)
 		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg)
+	}
+	_, err := NewRetryBudget(RetryBudgetConfig{Capacity: 9})
+	assert.ErrorContains(t, err, "TimeoutCost 10 is more than the Capacity 9 (a zero field takes its default)")
+
+	for _, b := range []*RetryBudget{nil, {}} {
+		_, err := NewClient(testAPIKey, WithBaseURL("https://gateway.example.com"), WithRetryBudget(b))
+		assert.ErrorIs(t, err, ErrInvalidConfig, "WithRetryBudget(%#v) must not turn the budget off unnoticed", b)
 	}
 	b, err := NewRetryBudget(RetryBudgetConfig{})
 	require.NoError(t, err)
@@ -274,3 +284,19 @@ func TestNewRetryBudgetRefusesBadSizes(t *testing.T) {
 }
 
 func fmtClient(c *Client) string { return fmt.Sprintf("%v", c) }
+
+func TestRetryBudgetRefundsARetryNeverSent(t *testing.T) {
+	g := newSwitchable(t, http.StatusServiceUnavailable)
+	budget := mustBudget(t, RetryBudgetConfig{Capacity: 10, RetryCost: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	// The caller gives up during the wait before the first retry.
+	c := g.client(t, WithRetryBudget(budget), WithBackoffFunc(func(int, time.Duration, time.Duration) time.Duration {
+		cancel()
+		return time.Second
+	}))
+	_, err := c.Charges.Create(ctx, chargeParams("order_gave_up"))
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, ErrOutcomeUnknown)
+	assert.Len(t, g.requests(), 1, "the retry was never sent")
+	assert.Equal(t, 10, budget.Tokens(), "so its tokens came back")
+}

@@ -192,18 +192,32 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithRetryBudget sets the [RetryBudget] that bounds this client's retries,
-// shared by all its calls; a budget may also be shared by several clients.
-// WithRetryBudget(nil) disables the budget, so that every call retries up to
-// [WithMaxRetries] whatever the others see. Default: a budget of its own with
-// the defaults of [RetryBudgetConfig].
+// made by [NewRetryBudget]. A budget is shared by all the calls of the
+// client, and may be shared by several clients: give the clients of one
+// process that talk to one gateway the same budget, so that quiet ones
+// spend it as fast as busy ones in an outage. Default: a budget of its own
+// with the defaults of [RetryBudgetConfig].
 //
-// Tune it for a client that must ride out long stretches of failures on a
-// gateway that is known to cope (a larger capacity), and disable it only for
-// a client whose calls must each get every retry, such as a test's, or one
-// that runs alone against a gateway nobody else uses.
+// A larger Capacity suits a client that must ride out long stretches of
+// failures against a gateway known to cope with the extra load.
 func WithRetryBudget(b *RetryBudget) Option {
 	return func(c *config) error {
+		if b == nil || b.cfg.Capacity == 0 {
+			return fmt.Errorf("%w: WithRetryBudget: a nil or zero RetryBudget; make one with NewRetryBudget, "+
+				"or use WithoutRetryBudget", ErrInvalidConfig)
+		}
 		c.budget, c.budgetSet = b, true
+		return nil
+	}
+}
+
+// WithoutRetryBudget lets every call retry up to [WithMaxRetries], whatever
+// the client's other calls see. Only for tests that count retries, or for a
+// client alone on a gateway that nobody else uses: a fleet without budgets
+// multiplies the load of an outage by the number of attempts.
+func WithoutRetryBudget() Option {
+	return func(c *config) error {
+		c.budget, c.budgetSet = nil, true
 		return nil
 	}
 }
@@ -586,21 +600,15 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if err != nil {
 		return nil, fmt.Errorf("payonce: %s %s: %w", req.method, req.path, err)
 	}
-	// The header values share one array, made for this call and shared by
-	// its attempts (go-retryablehttp copies the request shallowly). Each
-	// slice is capped at its length, so an append copies the value rather
-	// than overwriting its neighbour.
-	vals := make([]string, 5)
-	vals[0], vals[1], vals[2] = c.cfg.authorization.reveal(), "application/json", "payonce-go/"+Version
 	h := rreq.Header
-	h["Authorization"], h["Accept"], h["User-Agent"] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
+	h["Authorization"] = []string{c.cfg.authorization.reveal()}
+	h["Accept"] = []string{"application/json"}
+	h["User-Agent"] = []string{"payonce-go/" + Version}
 	if req.body != nil {
-		vals[3] = "application/json"
-		h["Content-Type"] = vals[3:4:4]
+		h["Content-Type"] = []string{"application/json"}
 	}
 	if req.key != "" {
-		vals[4] = req.key
-		h["Idempotency-Key"] = vals[4:5:5]
+		h["Idempotency-Key"] = []string{req.key}
 	}
 
 	resp, doErr := c.newRetryClient(cl).Do(rreq)
@@ -612,6 +620,10 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 
 // finish turns the last attempt into the call's result.
 func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, error) {
+	if b := cl.c.cfg.budget; b != nil && cl.pendingCost > 0 {
+		// The context ended before the retry it paid for was sent.
+		b.deposit(cl.pendingCost)
+	}
 	if cl.attempts == 0 {
 		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, doErr)
 	}

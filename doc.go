@@ -46,9 +46,10 @@
 // [DefaultRetryPolicy], [DefaultBackoff] and the With... options.
 //
 // A [RetryBudget], on by default and shared by all calls of a Client, stops
-// a fleet of clients from multiplying the load of a gateway's outage: once
-// too many recent calls failed, a call that would be retried fails at once
-// with [ErrRetryBudgetExhausted]. See [WithRetryBudget].
+// a fleet of clients from multiplying the load of a gateway's outage: once a
+// client has spent it on retries that failed again, a call that would be
+// retried fails at once with [ErrRetryBudgetExhausted], until calls that
+// succeed refill it. See [WithRetryBudget].
 //
 // When retries run out after an attempt that may have executed (a timeout
 // after the request was sent, a 5xx, a 409 in use), the error matches

@@ -183,8 +183,9 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// OutcomeUnknownError is returned when retries ran out, or the caller's
-// context ended, after at least one attempt that may have executed: a
+// OutcomeUnknownError is returned when retries ran out, the [RetryBudget]
+// stopped them, or the caller's context ended, after at least one attempt
+// that may have executed: a
 // timeout or connection error after the request may have been sent, a 5xx, or
 // a 409 saying the same key was still executing. It matches
 // [ErrOutcomeUnknown].

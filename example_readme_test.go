@@ -99,8 +99,8 @@ func ExampleWithRetryBudget() {
 		log.Fatal(err)
 	}
 
-	// One budget shared by every client of this process: 10 tokens, and a
-	// retry costs 5 of them.
+	// A budget of 10 tokens, where a retry after a 503 costs 5 and one
+	// after a timeout 10. Give it to every client of the process.
 	budget, err := payonce.NewRetryBudget(payonce.RetryBudgetConfig{Capacity: 10, RetryCost: 5, TimeoutCost: 10})
 	if err != nil {
 		log.Fatal(err)

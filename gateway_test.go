@@ -314,9 +314,8 @@ func TestChaosNoDuplicatesNoLostCharges(t *testing.T) {
 	srv := newGateway(t, mock.WithChaos(0.3, 42))
 	// One retry only, so that some charges run out of attempts and must be
 	// settled later; Retry-After is capped so the test does not wait. The
-	// default retry budget stays on: a retry that succeeds gives back what
-	// it cost, so random faults rarely drain it, but any call it stops must
-	// fail with its key too.
+	// default retry budget stays on, though random faults that a retry
+	// cures do not drain it (budget_test.go tests it drained).
 	client := gatewayClient(t, srv, payonce.WithMaxRetries(1), payonce.WithMaxRetryAfter(time.Millisecond))
 	ctx := context.Background()
 

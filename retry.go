@@ -215,6 +215,7 @@ type call struct {
 	ambiguous     bool          // some attempt may have executed
 	deadlineWait  time.Duration // the wait that would have passed the deadline
 	retryCost     int           // tokens the last retry took from the budget
+	pendingCost   int           // tokens taken for a retry not sent yet
 	budgetStopped bool          // the budget refused a retry
 	last          attemptOutcome
 
@@ -245,6 +246,9 @@ func newCall(c *Client, req *Request) *call {
 // attempt, so it also counts attempts.
 func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	cl.attempts++
+	if !cl.skipped.Load() {
+		cl.pendingCost = 0 // the retry it paid for was made
+	}
 	o := attemptOutcome{Attempt: Attempt{Number: cl.attempts, Method: cl.method, Path: cl.path, Err: err}}
 	if resp != nil && err != nil {
 		resp.Body.Close()
@@ -274,7 +278,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 			cl.budgetStopped = true
 			return false, nil
 		}
-		cl.retryCost = cost
+		cl.retryCost, cl.pendingCost = cost, cost
 	}
 	cl.wait = wait
 	level := slog.LevelInfo

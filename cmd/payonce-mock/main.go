@@ -21,7 +21,9 @@
 // Only the idempotency records are shared: charges, refunds, faults and the
 // history stay in each process's memory, and POST /_mock/reset moves that
 // process alone to records of its own. The URL's password never appears in
-// the logs or in an error.
+// the logs or in an error, but a command line is visible to every user of
+// the machine: leave the password out of a PostgreSQL URL and set
+// PGPASSWORD or a PGPASSFILE, which the driver reads.
 //
 // It serves the API under /v1/, the control surface under /_mock/ and
 // /healthz (see docs/protocol.md), logs one line per request to stderr, and

@@ -54,7 +54,7 @@
 //     seconds (-late), when a budget has had time to drain: the figure that
 //     says whether the fleet keeps hammering a gateway that stays down;
 //   - peak calls/s: the busiest simulated second;
-//   - settled after: the time from the outage's start until the last call
+//   - busy until: the time from the outage's start until the last call
 //     for a payment born before the outage ended returned, charged or not:
 //     how long the outage kept the fleet busy;
 //   - charged: charges in the gateway's ledger at the end of the timeline;
@@ -213,7 +213,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (*results, error) {
 func printTable(w io.Writer, res *results) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "strategy\tcalls in outage\tcalls total\toutage ÷ no-retry\tafter %v ÷ no-retry\tpeak calls/s\t"+
-		"settled after\tpayments\tcharged\tfailed\tunknown\tsettled later\tduplicates\n", res.cfg.late)
+		"busy until\tpayments\tcharged\tfailed\tunknown\tsettled later\tduplicates\n", res.cfg.late)
 	base := res.rows[0]
 	for _, r := range res.rows {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%d\t%.1fs\t%d\t%d\t%d\t%d\t%d\t%d\n",

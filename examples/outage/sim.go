@@ -94,10 +94,10 @@ func strategies() []strategy {
 			return append(d.options(), payonce.WithMaxRetries(0))
 		}},
 		{name: "backoff, no jitter", options: func(d scaledDefaults) []payonce.Option {
-			return append(d.options(), payonce.WithBackoffFunc(noJitter), payonce.WithRetryBudget(nil))
+			return append(d.options(), payonce.WithBackoffFunc(noJitter), payonce.WithoutRetryBudget())
 		}},
 		{name: "full jitter", options: func(d scaledDefaults) []payonce.Option {
-			return append(d.options(), payonce.WithRetryBudget(nil))
+			return append(d.options(), payonce.WithoutRetryBudget())
 		}},
 		{name: "full jitter + budget (default)", options: func(d scaledDefaults) []payonce.Option {
 			return d.options() // the client's own defaults: full jitter and a budget per client

@@ -18,6 +18,7 @@ import (
 	"github.com/payonce/payonce/idempotency/internal/backendtest"
 	"github.com/payonce/payonce/idempotency/pgstore"
 	"github.com/payonce/payonce/idempotency/storetest"
+	"github.com/payonce/payonce/internal/testenv"
 )
 
 // testDB is a table of its own in the test server, dropped when the test
@@ -30,9 +31,9 @@ type testDB struct {
 
 func setup(tb testing.TB) *testDB {
 	tb.Helper()
-	cfg, err := pgxpool.ParseConfig(backendtest.PostgresURL(tb))
+	cfg, err := pgxpool.ParseConfig(testenv.PostgresURL(tb))
 	require.NoError(tb, err)
-	db := &testDB{cfg: cfg, table: backendtest.Name("payonce_test_")}
+	db := &testDB{cfg: cfg, table: testenv.Name("payonce_test_")}
 	db.admin = db.pool(tb, "")
 	require.NoError(tb, db.store(tb, db.admin).CreateSchema(context.Background()))
 	tb.Cleanup(func() {
@@ -218,7 +219,7 @@ func TestSchema(t *testing.T) {
 func TestCreateSchemaConcurrently(t *testing.T) {
 	db := setup(t)
 	ctx := context.Background()
-	ns := backendtest.Name("payonce_test_ns_")
+	ns := testenv.Name("payonce_test_ns_")
 	_, err := db.admin.Exec(ctx, "CREATE SCHEMA "+ns)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.admin.Exec(ctx, "DROP SCHEMA "+ns+" CASCADE") })

@@ -14,6 +14,7 @@ import (
 	"github.com/payonce/payonce/idempotency/internal/backendtest"
 	"github.com/payonce/payonce/idempotency/redisstore"
 	"github.com/payonce/payonce/idempotency/storetest"
+	"github.com/payonce/payonce/internal/testenv"
 )
 
 // testDB is a key prefix of its own in the test server, whose keys are
@@ -26,9 +27,9 @@ type testDB struct {
 
 func setup(tb testing.TB) *testDB {
 	tb.Helper()
-	opts, err := redis.ParseURL(backendtest.RedisURL(tb))
+	opts, err := redis.ParseURL(testenv.RedisURL(tb))
 	require.NoError(tb, err)
-	db := &testDB{opts: opts, prefix: backendtest.Name("payonce:test:") + ":"}
+	db := &testDB{opts: opts, prefix: testenv.Name("payonce:test:") + ":"}
 	db.admin = db.client(tb, "")
 	tb.Cleanup(func() {
 		ctx := context.Background()

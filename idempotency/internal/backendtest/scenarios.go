@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/payonce/payonce/idempotency"
+	"github.com/payonce/payonce/internal/testenv"
 )
 
 // ledger is a handler with side effects to count: every execution is
@@ -159,7 +160,7 @@ func MultiInstance(t *testing.T, newStore func(t *testing.T) idempotency.Store) 
 		urls[i] = srv.URL
 	}
 	client := newClient(t, Workers)
-	prefix := Name("multi-")
+	prefix := testenv.Name("multi-")
 
 	const requests = Keys * Copies
 	results := make([]response, requests)
@@ -265,7 +266,7 @@ func FailClosed(t *testing.T, store idempotency.Store, p *Proxy) {
 	srv := httptest.NewServer(mw.Wrap(l))
 	t.Cleanup(srv.Close)
 	client := newClient(t, 4)
-	prefix := Name("cut-")
+	prefix := testenv.Name("cut-")
 	before, mid := prefix+"-before", prefix+"-mid"
 
 	first := post(t, client, srv.URL, before)
@@ -367,7 +368,7 @@ func Takeover(t *testing.T, owner idempotency.Store, p *Proxy, heir idempotency.
 	ownerURL := newServer(owner, idempotency.WithObserver(ownerEvents.observe))
 	heirURL := newServer(heir)
 	client := newClient(t, 4)
-	key := Name("takeover-")
+	key := testenv.Name("takeover-")
 
 	release := l.holdKey(key)
 	defer release()
@@ -420,7 +421,7 @@ func Takeover(t *testing.T, owner idempotency.Store, p *Proxy, heir idempotency.
 func FinishAfterLostConnection(t *testing.T, store idempotency.Store, p *Proxy) {
 	ctx := context.Background()
 	claim := func(key string) idempotency.Claim {
-		return idempotency.Claim{Scope: "acct", Key: key, Fingerprint: "fp", Token: Name("tok-"),
+		return idempotency.Claim{Scope: "acct", Key: key, Fingerprint: "fp", Token: testenv.Name("tok-"),
 			Now: time.Now(), Lease: time.Minute, TTL: time.Hour}
 	}
 	resp := &idempotency.Response{StatusCode: http.StatusCreated,
@@ -437,13 +438,13 @@ func FinishAfterLostConnection(t *testing.T, store idempotency.Store, p *Proxy) 
 	// Finish under test.
 	warm := func() {
 		t.Helper()
-		c := claim(Name("warm-"))
+		c := claim(testenv.Name("warm-"))
 		mustClaim(c, idempotency.Claimed)
 		require.NoError(t, store.Finish(ctx, c, resp))
 	}
 	replayed := func(c idempotency.Claim) {
 		t.Helper()
-		c.Token = Name("tok-")
+		c.Token = testenv.Name("tok-")
 		res := mustClaim(c, idempotency.Finished)
 		assert.Equal(t, resp.StatusCode, res.Response.StatusCode)
 		assert.Equal(t, resp.Body, res.Response.Body)
@@ -451,7 +452,7 @@ func FinishAfterLostConnection(t *testing.T, store idempotency.Store, p *Proxy) 
 
 	t.Run("StaleConnection", func(t *testing.T) {
 		warm()
-		c := claim(Name("stale-"))
+		c := claim(testenv.Name("stale-"))
 		mustClaim(c, idempotency.Claimed)
 		p.Cut() // while the handler runs, the pooled connection is dropped
 		p.Restore()
@@ -460,7 +461,7 @@ func FinishAfterLostConnection(t *testing.T, store idempotency.Store, p *Proxy) 
 	})
 	t.Run("LostReply", func(t *testing.T) {
 		warm()
-		c := claim(Name("lost-"))
+		c := claim(testenv.Name("lost-"))
 		mustClaim(c, idempotency.Claimed)
 		p.LoseNextReply()
 		require.NoError(t, store.Finish(ctx, c, resp),
@@ -490,7 +491,7 @@ func Benchmark(b *testing.B, backends ...Backend) {
 	all := append([]Backend{{"memory", idempotency.NewMemoryStore()}}, backends...)
 	for _, be := range all {
 		b.Run(be.Name+"/claim", func(b *testing.B) {
-			prefix := Name("bench-") // new keys in every round
+			prefix := testenv.Name("bench-") // new keys in every round
 			now := time.Now()
 			run(b, "claims/s", func(i int64) {
 				c := idempotency.Claim{
@@ -512,7 +513,7 @@ func Benchmark(b *testing.B, backends ...Backend) {
 				w.WriteHeader(http.StatusCreated)
 				io.WriteString(w, chargeJSON)
 			}))
-			prefix := Name("bench-")
+			prefix := testenv.Name("bench-")
 			run(b, "req/s", func(i int64) {
 				r := httptest.NewRequest(http.MethodPost, "/v1/charges", strings.NewReader(`{"amount":2000,"currency":"usd"}`))
 				r.Header.Set("Content-Type", "application/json")
