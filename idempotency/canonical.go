@@ -1,9 +1,10 @@
 package idempotency
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
-	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -23,14 +24,32 @@ func canonicalJSON(body []byte) []byte {
 	if !json.Valid(body) {
 		return body
 	}
-	c := canonicalizer{in: body}
+	c := canonicalizers.Get().(*canonicalizer)
+	c.in, c.pos = body, 0
 	out := c.value(make([]byte, 0, len(body)+1))
+	c.in = nil
+	if cap(c.tmp) <= maxPooledScratch && cap(c.str) <= maxPooledScratch {
+		canonicalizers.Put(c)
+	}
 	return append(out, '\n')
 }
+
+// canonicalizers keeps the scratch space of canonicalJSON between calls, so
+// that canonicalising a body allocates nothing but its result.
+var canonicalizers = sync.Pool{New: func() any { return new(canonicalizer) }}
+
+// maxPooledScratch bounds the scratch buffers kept in the pool, so that one
+// large body does not pin its size in memory.
+const maxPooledScratch = 64 << 10
 
 type canonicalizer struct {
 	in  []byte
 	pos int
+	// members is a stack of the members of the objects being canonicalised,
+	// the innermost last.
+	members []member
+	tmp     []byte // an object's members while they are reordered
+	str     []byte // a string being decoded
 }
 
 func (c *canonicalizer) skipSpace() {
@@ -70,7 +89,11 @@ func (c *canonicalizer) value(out []byte) []byte {
 			out = append(out, ',')
 		}
 	case '"':
-		return appendString(out, c.str())
+		if raw, ok := c.plainString(); ok {
+			return append(out, raw...) // already in canonical form
+		}
+		c.str = c.decodeString(c.str[:0])
+		return appendString(out, c.str)
 	default: // number, true, false, null: copied as written
 		start := c.pos
 		for c.pos < len(c.in) && !isDelim(c.in[c.pos]) {
@@ -80,60 +103,94 @@ func (c *canonicalizer) value(out []byte) []byte {
 	}
 }
 
+// A member is one member of an object: its decoded key, and where its
+// canonical form ("key":value) lies in the output, or in tmp while the
+// object's members are reordered.
 type member struct {
-	key   string
-	value []byte
+	key        []byte
+	start, end int
 }
 
+// object appends the canonical form of the object at c.pos to out. It
+// writes the members as they come; only when their keys are not already in
+// strictly increasing order does it sort them, keeping of repeated keys the
+// last, as decoding into a map does.
 func (c *canonicalizer) object(out []byte) []byte {
 	c.pos++ // '{'
-	var members []member
 	c.skipSpace()
 	if c.in[c.pos] == '}' {
 		c.pos++
 		return append(out, '{', '}')
 	}
+	out = append(out, '{')
+	base := len(c.members)
+	inOrder := true
 	for {
 		c.skipSpace()
-		key := c.str()
+		var key []byte
+		start := len(out)
+		if raw, ok := c.plainString(); ok {
+			key = raw[1 : len(raw)-1]
+			out = append(out, raw...)
+		} else {
+			// Kept until the object is written: a copy of its own.
+			key = c.decodeString(nil)
+			out = appendString(out, key)
+		}
+		if n := len(c.members); n > base && bytes.Compare(c.members[n-1].key, key) >= 0 {
+			inOrder = false
+		}
 		c.skipSpace()
 		c.pos++ // ':'
-		members = append(members, member{key, c.value(nil)})
+		out = append(out, ':')
+		out = c.value(out)
+		c.members = append(c.members, member{key, start, len(out)})
 		c.skipSpace()
 		if c.in[c.pos] == '}' {
 			c.pos++
 			break
 		}
 		c.pos++ // ','
+		out = append(out, ',')
 	}
-	// Sort stably, so that of repeated keys the last stays last, and keep
-	// only that one, as decoding into a map does.
-	slices.SortStableFunc(members, func(a, b member) int { return compareStrings(a.key, b.key) })
-	out = append(out, '{')
-	first := true
+	members := c.members[base:]
+	c.members = c.members[:base]
+	if inOrder {
+		return append(out, '}')
+	}
+	// Move the members aside and write them back in order. Sort stably, so
+	// that of repeated keys the last stays last, and keep only that one.
+	first := members[0].start
+	c.tmp = append(c.tmp[:0], out[first:]...)
+	out = out[:first]
+	slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 	for i, m := range members {
-		if i+1 < len(members) && members[i+1].key == m.key {
+		if i+1 < len(members) && bytes.Equal(members[i+1].key, m.key) {
 			continue
 		}
-		if !first {
+		if len(out) > first {
 			out = append(out, ',')
 		}
-		first = false
-		out = appendString(out, m.key)
-		out = append(out, ':')
-		out = append(out, m.value...)
+		out = append(out, c.tmp[m.start-first:m.end-first]...)
 	}
 	return append(out, '}')
 }
 
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// plainString returns the string at c.pos, quotes included, and moves past
+// it, if it is printable ASCII without escapes: then it is its own
+// canonical form. Otherwise it reports false and stays.
+func (c *canonicalizer) plainString() ([]byte, bool) {
+	for i := c.pos + 1; i < len(c.in); i++ {
+		switch b := c.in[i]; {
+		case b == '"':
+			raw := c.in[c.pos : i+1]
+			c.pos = i + 1
+			return raw, true
+		case b == '\\' || b >= utf8.RuneSelf:
+			return nil, false
+		}
 	}
-	return 0
+	return nil, false
 }
 
 func isDelim(b byte) bool {
@@ -144,31 +201,17 @@ func isDelim(b byte) bool {
 	return false
 }
 
-// str decodes the string at c.pos as encoding/json does: escapes resolved,
-// and invalid UTF-8 or unpaired surrogates turned into U+FFFD.
-func (c *canonicalizer) str() string {
+// decodeString appends the string at c.pos to buf, decoded as encoding/json
+// does: escapes resolved, and invalid UTF-8 or unpaired surrogates turned
+// into U+FFFD.
+func (c *canonicalizer) decodeString(buf []byte) []byte {
 	c.pos++ // opening quote
-	start := c.pos
-	// Fast path: no escapes and plain ASCII.
-	for c.pos < len(c.in) {
-		b := c.in[c.pos]
-		if b == '"' {
-			s := string(c.in[start:c.pos])
-			c.pos++
-			return s
-		}
-		if b == '\\' || b >= utf8.RuneSelf {
-			break
-		}
-		c.pos++
-	}
-	buf := append([]byte(nil), c.in[start:c.pos]...)
 	for {
 		b := c.in[c.pos]
 		switch {
 		case b == '"':
 			c.pos++
-			return string(buf)
+			return buf
 		case b == '\\':
 			c.pos++
 			switch e := c.in[c.pos]; e {
@@ -206,13 +249,24 @@ func (c *canonicalizer) str() string {
 var unescape = [256]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
 
 func hex4(b []byte) rune {
-	n, _ := strconv.ParseUint(string(b[:4]), 16, 32)
-	return rune(n)
+	var r rune
+	for _, h := range b[:4] {
+		switch {
+		case h >= '0' && h <= '9':
+			h -= '0'
+		case h >= 'a' && h <= 'f':
+			h -= 'a' - 10
+		default: // 'A' to 'F': the input is valid JSON
+			h -= 'A' - 10
+		}
+		r = r<<4 | rune(h)
+	}
+	return r
 }
 
 // appendString appends s quoted as encoding/json does without HTML
 // escaping. s is valid UTF-8.
-func appendString(out []byte, s string) []byte {
+func appendString(out []byte, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	out = append(out, '"')
 	for i := 0; i < len(s); {
@@ -239,7 +293,7 @@ func appendString(out []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := utf8.DecodeRune(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
 			out = append(out, `\ufffd`...)
