@@ -44,9 +44,9 @@ const (
 
 // ErrRetryBudgetExhausted means a call was not retried because the client's
 // [RetryBudget] was empty: too many retries failed since the gateway last
-// answered enough calls at once. The error wraps the
-// failure of the last attempt too, and is still an [*OutcomeUnknownError]
-// when that attempt may have executed.
+// answered enough calls at once. The error wraps the failure of the last
+// attempt too, and is still an [*OutcomeUnknownError] when that attempt may
+// have executed.
 var ErrRetryBudgetExhausted = errors.New("payonce: retry budget exhausted")
 
 // RetryBudgetConfig sizes a [RetryBudget]. A zero field takes its default.
