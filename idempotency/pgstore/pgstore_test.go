@@ -48,8 +48,9 @@ func (db *testDB) addr() string {
 	return net.JoinHostPort(db.cfg.ConnConfig.Host, strconv.Itoa(int(db.cfg.ConnConfig.Port)))
 }
 
-// pool opens a pool of its own to the server, or through the proxy at via.
-func (db *testDB) pool(tb testing.TB, via string) *pgxpool.Pool {
+// pool opens a pool of its own to the server, or through the proxy at via,
+// its configuration changed by tune last.
+func (db *testDB) pool(tb testing.TB, via string, tune ...func(*pgxpool.Config)) *pgxpool.Pool {
 	tb.Helper()
 	cfg := db.cfg.Copy()
 	cfg.MaxConns = 8
@@ -64,6 +65,9 @@ func (db *testDB) pool(tb testing.TB, via string) *pgxpool.Pool {
 		// it, so a live process notices what a cut broke. These tests do
 		// not wait that long.
 		cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return true }
+	}
+	for _, f := range tune {
+		f(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	require.NoError(tb, err)
@@ -107,19 +111,11 @@ func TestTakeoverFromDeadOwner(t *testing.T) {
 func TestFinishAfterLostConnection(t *testing.T) {
 	db := setup(t)
 	p := backendtest.NewProxy(t, db.addr())
-	host, port, err := net.SplitHostPort(p.Addr())
-	require.NoError(t, err)
-	portN, err := strconv.Atoi(port)
-	require.NoError(t, err)
-	cfg := db.cfg.Copy()
-	cfg.MaxConns = 1
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = host, uint16(portN), nil
-	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
-	// As for a connection used less than a second ago: no ping first.
-	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	pool := db.pool(t, p.Addr(), func(cfg *pgxpool.Config) {
+		cfg.MaxConns = 1
+		// As for a connection used less than a second ago: no ping first.
+		cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	})
 	backendtest.FinishAfterLostConnection(t, db.store(t, pool), p)
 }
 
@@ -246,13 +242,7 @@ func TestCreateSchemaConcurrently(t *testing.T) {
 // at backendtest.Clients concurrent clients.
 func BenchmarkClaims(b *testing.B) {
 	db := setup(b)
-	pool := db.pool(b, "")
 	// As many connections as clients, so that the pool is not the limit.
-	pool.Close()
-	cfg := db.cfg.Copy()
-	cfg.MaxConns = backendtest.Clients
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(b, err)
-	b.Cleanup(pool.Close)
+	pool := db.pool(b, "", func(cfg *pgxpool.Config) { cfg.MaxConns = backendtest.Clients })
 	backendtest.Benchmark(b, backendtest.Backend{Name: "postgres", Store: db.store(b, pool)})
 }
