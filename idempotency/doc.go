@@ -18,12 +18,44 @@
 //     before anything executes or is stored.
 //   - If the store cannot answer, the request gets 503 and nothing executes.
 //
-// Keys are scoped (see [WithScope]) so that one account can never replay
-// another's response, and they expire after a TTL.
+// Every method but the safe ones (GET, HEAD, OPTIONS, TRACE), in any letter
+// case, needs a key. Keys are scoped per caller, by default by a hash of the
+// Authorization header (see [WithScope]), so that one account can never
+// replay another's response nor burn a key that another will send; they
+// expire after a TTL.
 //
-// [MemoryStore] keeps records in one process. Services that run on several
-// instances need a store all of them share, since a double click may land on
-// two instances.
+// # Store outages, crashes and poisoned keys
+//
+// The claim is held under a lease that the middleware renews while the
+// handler runs and until its response is stored. Every store call has a
+// deadline shorter than the lease, and a Finish that fails is retried with
+// backoff, so an outage shorter than the lease delays the answer but
+// executes nothing twice: the client gets the handler's answer only once it
+// is stored. If the handler is still running when three quarters of the
+// lease have gone without a renewal, the owner stops it before anyone else
+// may take the key: it cancels the handler's context and stores nothing of
+// its answer. A response the handler already gave is retried until the
+// lease runs out. A response not stored by then gets the client 503 with
+// Retry-After, and [NotStored] goes to the observer and the log.
+//
+// What remains possible: when the store is out for longer than that, or the
+// process dies, the lease runs out and a retry executes again. A client
+// never sees two different successful answers for one key, since only a
+// stored answer is sent, but a side effect outside the store, such as a
+// call to a payment gateway, can happen twice. Keep those side effects
+// transactional, or pass the downstream call a key derived from this one,
+// so that a re-execution replays there too.
+//
+// The handler's context outlives the client's connection, under a deadline
+// of its own ([WithHandlerTimeout]), so a payment does not stop halfway
+// because a browser closed, and its retry finds the outcome. A handler that
+// panics after it may have executed gets a 500 stored, as any answer after
+// execution is. A response larger than [WithMaxResponseBytes] is sent once
+// and replaced in the store by a small 500 that says so.
+//
+// [MemoryStore] keeps records in one process, within bounds on their number
+// and bytes. Services that run on several instances need a store all of them
+// share, since a double click may land on two instances.
 //
 //	store := idempotency.NewMemoryStore()
 //	mw, err := idempotency.New(store, idempotency.WithScope(accountOf))

@@ -4,11 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"strings"
 )
 
 // Fingerprint identifies what a request asks for, so that a key sent again
 // with another request can be told apart from a retry. It covers the method,
-// the path, the query (parameters sorted) and the body.
+// the path, the query (parameters sorted) and the body. The method is
+// compared in upper case, as the middleware matches it.
 //
 // A JSON body is canonicalised first: object keys sorted, insignificant
 // white space dropped and string escapes normalised, so two encoders that
@@ -16,7 +18,7 @@ import (
 // 1000 and 1e3 differ. Any other body is taken byte for byte.
 func Fingerprint(r *http.Request, body []byte) string {
 	h := sha256.New()
-	h.Write([]byte(r.Method))
+	h.Write([]byte(strings.ToUpper(r.Method)))
 	h.Write([]byte{0})
 	h.Write([]byte(r.URL.EscapedPath()))
 	h.Write([]byte{0})

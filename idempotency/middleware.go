@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -19,34 +22,44 @@ const (
 	DefaultTTL          = 24 * time.Hour
 	DefaultLease        = 30 * time.Second
 	DefaultMaxBodyBytes = 1 << 20
+	// DefaultMaxResponseBytes bounds the response stored for one key.
+	DefaultMaxResponseBytes = 1 << 20
+	// DefaultHandlerTimeout bounds how long a handler runs.
+	DefaultHandlerTimeout = time.Minute
 	// DefaultRetryAfter is what a 409 or 503 tells the client to wait.
 	DefaultRetryAfter = time.Second
 )
 
 // Middleware enforces idempotency keys in front of an [http.Handler].
 //
-// For every POST and PATCH it reads the Idempotency-Key header and the body,
-// computes the request's [Fingerprint] and claims the key in its [Store].
-// The first request executes; a later one with the same key and fingerprint
-// gets the stored response replayed, with Idempotent-Replayed: true; one that
-// arrives while the first still executes gets 409 and Retry-After; one with
-// the same key but another fingerprint gets 422, whatever the state of the
-// first. Other methods pass through untouched.
+// For every request whose method is not safe (anything but GET, HEAD,
+// OPTIONS and TRACE, in any letter case) it reads the Idempotency-Key header
+// and the body, computes the request's [Fingerprint] and claims the key in
+// its [Store]. The first request executes; a later one with the same key and
+// fingerprint gets the stored response replayed, with Idempotent-Replayed:
+// true; one that arrives while the first still executes gets 409 and
+// Retry-After; one with the same key but another fingerprint gets 422,
+// whatever the state of the first. Safe methods pass through untouched.
 //
 // Use [New] to make one; a Middleware is safe for concurrent use.
 type Middleware struct {
 	store          Store
 	ttl            time.Duration
 	lease          time.Duration
+	storeTimeout   time.Duration
+	handlerTimeout time.Duration
 	maxBody        int64
+	maxResponse    int64
 	requireKey     bool
 	mismatchStatus int
 	retryAfter     time.Duration
 	replayHeaders  []string
 	now            func() time.Time
+	afterFunc      func(kind string, d time.Duration, f func()) stopper // nil: real timers
 	scope          func(*http.Request) string
 	observe        func(*http.Request, Event)
 	writeError     func(http.ResponseWriter, *http.Request, *Error)
+	logger         *slog.Logger // nil: slog.Default() at the time of the record
 }
 
 // An Option configures a [Middleware].
@@ -66,17 +79,72 @@ func WithTTL(d time.Duration) Option {
 }
 
 // WithLease sets how long an in-flight claim holds without renewal (default
-// [DefaultLease]). While the handler runs the middleware renews the lease
-// every third of it, so a slow handler keeps its claim however long it runs;
-// the lease only runs out when its owner is gone, and then a retry may claim
-// the key and execute again. That re-execution is only safe if the handler's
-// own side effects are transactional.
+// [DefaultLease]). While the handler runs, and until its response is stored,
+// the middleware renews the lease every third of it, so a slow handler keeps
+// its claim however long it runs. The lease only runs out when its owner is
+// gone, or cannot reach the store for a whole lease; then a retry may claim
+// the key and execute again, which is only safe if the handler's own side
+// effects are transactional.
+//
+// An owner whose handler is still running when the lease has gone three
+// quarters of it without renewal stops treating the key as its own: it
+// cancels the handler's context and stores nothing of its answer. The last
+// quarter is the margin that keeps the handler from acting on a claim that
+// another instance may soon hold, and it must cover the clock skew between
+// instances. A response the handler already gave is retried until the lease
+// runs out, since a store only takes it while the claim is still the
+// owner's. Either way, a response not stored gets the client a 503.
 func WithLease(d time.Duration) Option {
 	return func(m *Middleware) error {
 		if d <= 0 {
 			return errors.New("idempotency: lease must be positive")
 		}
 		m.lease = d
+		return nil
+	}
+}
+
+// WithStoreTimeout sets the deadline of every call to the store (default a
+// sixth of the lease). It must be at most a quarter of the lease, so that a
+// call that hangs fails, and is retried, well before the lease it guards
+// runs out.
+func WithStoreTimeout(d time.Duration) Option {
+	return func(m *Middleware) error {
+		if d <= 0 {
+			return errors.New("idempotency: store timeout must be positive")
+		}
+		m.storeTimeout = d
+		return nil
+	}
+}
+
+// WithHandlerTimeout bounds how long the handler may run (default
+// [DefaultHandlerTimeout]): its context ends then, with
+// [context.DeadlineExceeded]. The handler's context is detached from the
+// client's connection, so a client that hangs up does not stop a payment
+// halfway; this deadline is what stops a handler that never returns.
+func WithHandlerTimeout(d time.Duration) Option {
+	return func(m *Middleware) error {
+		if d <= 0 {
+			return errors.New("idempotency: handler timeout must be positive")
+		}
+		m.handlerTimeout = d
+		return nil
+	}
+}
+
+// WithMaxResponseBytes bounds the response stored for a key (default
+// [DefaultMaxResponseBytes]). A handler may still answer more: once its
+// response grows past the bound, the middleware stores in its place a 500
+// with the code idempotency_response_too_large, and then streams the real
+// response to the client, unbuffered. A retry of that key gets the stored
+// 500 replayed; it never executes again.
+func WithMaxResponseBytes(n int64) Option {
+	return func(m *Middleware) error {
+		if n <= 0 {
+			return errors.New("idempotency: max response bytes must be positive")
+		}
+		m.maxResponse = n
 		return nil
 	}
 }
@@ -93,7 +161,7 @@ func WithMaxBodyBytes(n int64) Option {
 	}
 }
 
-// WithOptionalKey lets POST and PATCH requests without an Idempotency-Key
+// WithOptionalKey lets requests without an Idempotency-Key
 // through, executing each one, as some gateways do. Requests that carry a
 // key are still held to it. It exists to demonstrate what goes wrong without
 // keys; a payment endpoint should not use it.
@@ -145,17 +213,60 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithScope sets the function that names whose key a request carries: an
-// account, a tenant, an authenticated user. Keys in different scopes never
-// meet, so one customer can never replay another's response. The default
-// puts every request in one scope, which is right only when the handler
-// serves a single party; authenticate before the middleware runs, so that
-// the scope can be trusted.
+// account, a tenant, an authenticated user, a session. Keys in different
+// scopes never meet, so one customer can never replay another's response,
+// nor burn a key that another will send. Authenticate before the
+// middleware runs, so that the scope can be trusted.
+//
+// The default scope is [AuthorizationScope]: each distinct Authorization
+// header is a scope of its own, and requests without one share a scope.
+// Sessions and cookies need a scope function of their own;
+// [WithoutScope] puts every request in one scope.
 func WithScope(scope func(*http.Request) string) Option {
 	return func(m *Middleware) error {
 		if scope == nil {
 			return errors.New("idempotency: nil scope function")
 		}
 		m.scope = scope
+		return nil
+	}
+}
+
+// WithoutScope puts every request in one scope, for a service that serves a
+// single party: any caller's key then meets every other caller's.
+func WithoutScope() Option {
+	return func(m *Middleware) error {
+		m.scope = func(*http.Request) string { return "" }
+		return nil
+	}
+}
+
+// AuthorizationScope is the default scope: a SHA-256 hash of the request's
+// Authorization header, so that the store never holds a credential; "" when
+// the request has none.
+func AuthorizationScope(r *http.Request) string {
+	auth := r.Header.Values("Authorization")
+	if len(auth) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	h.Write([]byte("payonce/idempotency scope\x00"))
+	for _, v := range auth {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	return "auth:" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// WithLogger sets where the middleware logs what an operator must know: a
+// response that could not be stored. The default is [slog.Default].
+func WithLogger(l *slog.Logger) Option {
+	return func(m *Middleware) error {
+		if l == nil {
+			return errors.New("idempotency: nil logger")
+		}
+		m.logger = l
 		return nil
 	}
 }
@@ -196,13 +307,15 @@ func New(store Store, opts ...Option) (*Middleware, error) {
 		store:          store,
 		ttl:            DefaultTTL,
 		lease:          DefaultLease,
+		handlerTimeout: DefaultHandlerTimeout,
 		maxBody:        DefaultMaxBodyBytes,
+		maxResponse:    DefaultMaxResponseBytes,
 		requireKey:     true,
 		mismatchStatus: http.StatusUnprocessableEntity,
 		retryAfter:     DefaultRetryAfter,
 		replayHeaders:  []string{"Content-Type", "Content-Encoding", "Content-Language", "Location"},
 		now:            time.Now,
-		scope:          func(*http.Request) string { return "" },
+		scope:          AuthorizationScope,
 		observe:        func(*http.Request, Event) {},
 		writeError:     WriteError,
 	}
@@ -210,6 +323,12 @@ func New(store Store, opts ...Option) (*Middleware, error) {
 		if err := opt(m); err != nil {
 			return nil, err
 		}
+	}
+	if m.storeTimeout == 0 {
+		m.storeTimeout = m.lease / 6
+	}
+	if m.storeTimeout > m.lease/4 {
+		return nil, errors.New("idempotency: the store timeout must be at most a quarter of the lease")
 	}
 	return m, nil
 }
@@ -220,7 +339,8 @@ type Outcome int
 // The outcomes an observer is told of.
 const (
 	// Executed: the key was claimed, the handler ran and its response was
-	// stored (Event.Err is set if storing failed).
+	// stored, then sent. Event.Err is [ErrResponseTooLarge] if what was
+	// stored is the placeholder for a response too large to keep.
 	Executed Outcome = iota + 1
 	// Replayed: the stored response was sent again.
 	Replayed
@@ -228,28 +348,35 @@ const (
 	Conflict
 	// KeyReused: the key belongs to another request; 422.
 	KeyReused
-	// MissingKey: a POST or PATCH came without a key; 400.
+	// MissingKey: a request that needs a key came without one; 400.
 	MissingKey
 	// InvalidKey: the key was malformed; 400.
 	InvalidKey
 	// Released: the handler ran but called [NotExecuted], so its response
 	// was sent without being stored and the key was released.
 	Released
-	// Unkeyed: a request passed through without a key (other methods, or
+	// Unkeyed: a request passed through without a key (safe methods, or
 	// [WithOptionalKey]).
 	Unkeyed
 	// Refused: the request was refused before a claim (body too large or
 	// unreadable).
 	Refused
-	// StoreFailed: the store could not answer the claim; 503.
+	// StoreFailed: the store could not answer the claim, or had no room
+	// for it ([ErrStoreFull]); 503, and nothing executed.
 	StoreFailed
+	// NotStored: the handler ran, but its response could not be stored
+	// before the claim's lease would run out (Event.Err says why). The
+	// client got 503 with Retry-After instead of the handler's answer, and
+	// the key stays in flight until its lease runs out; a retry after that
+	// executes again. The middleware also logs it at level Error.
+	NotStored
 )
 
 var outcomeNames = [...]string{
 	Executed: "executed", Replayed: "replayed", Conflict: "conflict",
 	KeyReused: "mismatch", MissingKey: "missing_key", InvalidKey: "invalid_key",
 	Released: "released", Unkeyed: "unkeyed", Refused: "refused",
-	StoreFailed: "store_failed",
+	StoreFailed: "store_failed", NotStored: "not_stored",
 }
 
 // String returns the outcome's snake_case name, as logs and the mock's
@@ -267,8 +394,13 @@ type Event struct {
 	Scope      string
 	Key        string // empty when the request had none
 	StatusCode int    // the status sent to the client
-	Err        error  // a store error, if one occurred
+	Err        error  // what went wrong, if anything: a store error, a lost lease
 }
+
+// ErrResponseTooLarge is the [Event].Err of a request whose response was
+// larger than [WithMaxResponseBytes] allows: it was sent once, and a
+// placeholder was stored in its place.
+var ErrResponseTooLarge = errors.New("idempotency: response too large to store")
 
 // Error is an error response the middleware itself sends.
 type Error struct {
@@ -314,17 +446,35 @@ func NotExecuted(ctx context.Context) bool {
 
 // Wrap returns next behind the middleware.
 //
-// If next panics, the claim is released and the panic goes on: the
-// middleware cannot know what next did before it panicked, so a handler
-// whose side effects are not transactional must not panic after them.
+// The handler runs on a context that keeps the request's values but not its
+// cancellation: a client that hangs up does not stop it halfway, and its
+// retry finds the outcome stored. The context ends at the handler's own
+// deadline ([WithHandlerTimeout]), or when the middleware can no longer
+// renew the claim (its cause is then [ErrLeaseExpired] or [ErrLeaseLost]).
+//
+// If next panics once it may have executed, that is, unless it called
+// [NotExecuted] first, the middleware stores a 500 for the key, as it stores
+// any answer after execution, sends it, and panics again with the same
+// value: a retry gets the 500 replayed instead of executing again.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && r.Method != http.MethodPatch {
+		if safeMethod(r.Method) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		m.serve(w, r, next)
 	})
+}
+
+// safeMethod reports whether method is one that RFC 9110 calls safe, in any
+// letter case: a server that matches methods loosely must not let "post"
+// slip past the middleware.
+func safeMethod(method string) bool {
+	switch strings.ToUpper(method) {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
@@ -383,9 +533,21 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		Lease:       m.lease,
 		TTL:         m.ttl,
 	}
-	res, err := m.store.Claim(r.Context(), c)
+	// From here on no store call follows the client's cancellation: a claim
+	// whose answer is lost with a hung-up client would hold the key for a
+	// whole lease with nobody executing.
+	base := context.WithoutCancel(r.Context())
+	ctx, cancel := m.callContext(base)
+	res, err := m.store.Claim(ctx, c)
+	cancel()
 	if err != nil {
 		ev.Outcome, ev.Err = StoreFailed, err
+		if errors.Is(err, ErrStoreFull) {
+			w.Header().Set("Retry-After", retryAfterSeconds(m.retryAfter))
+			ev.StatusCode = m.fail(w, r, http.StatusServiceUnavailable, "api_error", "idempotency_store_full",
+				"the idempotency store has no room for another key right now, so nothing was executed; retry with the same key")
+			return
+		}
 		ev.StatusCode = m.unavailable(w, r)
 		return
 	}
@@ -404,51 +566,143 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		ev.StatusCode = m.fail(w, r, http.StatusConflict, "idempotency_error", "idempotency_key_in_use",
 			"a request with this Idempotency-Key is still being processed; retry after a moment with the same key")
 	case Claimed:
-		ev = m.execute(w, r, next, c, body, ev)
+		m.execute(w, r, next, m.own(base, c), body, &ev)
 	default:
 		ev.Outcome, ev.Err = StoreFailed, errors.New("idempotency: store answered an unknown state "+res.State.String())
 		ev.StatusCode = m.unavailable(w, r)
 	}
 }
 
-// execute runs next under the claim c and stores what it answers.
-func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.Handler, c Claim, body []byte, ev Event) Event {
-	// The outcome must be stored even if the client hangs up mid-request:
-	// the side effects happened, and its retry must see them.
-	storeCtx := context.WithoutCancel(r.Context())
-
-	hb := m.heartbeat(storeCtx, c)
+// execute runs next under the claim that o holds, stores what it answers,
+// and only then sends it: a client that got an answer must find it stored
+// when it retries.
+func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.Handler, o *owner, body []byte, ev *Event) {
+	defer o.close()
+	hctx, cancel := context.WithTimeout(o.handlerCtx, m.handlerTimeout)
+	defer cancel()
 	a := &attempt{}
-	rec := &recorder{header: make(http.Header)}
-	r2 := r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
+	rec := &recorder{header: make(http.Header), max: m.maxResponse, w: w,
+		overflow: func(rec *recorder) error { return m.overflow(w, r, o, rec, ev) }}
+	r2 := r.WithContext(context.WithValue(hctx, attemptKey{}, a))
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
 
+	panicked := true
+	var panicValue any
 	func() {
 		defer func() {
-			if p := recover(); p != nil {
-				hb.stop()
-				c.Now = m.now()
-				m.store.Release(storeCtx, c)
-				panic(p)
+			if panicked {
+				panicValue = recover()
 			}
 		}()
 		next.ServeHTTP(rec, r2)
+		panicked = false
 	}()
-	hb.stop()
 
-	c.Now = m.now()
-	if a.notExecuted.Load() {
-		ev.Outcome, ev.Err = Released, m.store.Release(storeCtx, c)
-	} else {
-		ev.Outcome, ev.Err = Executed, m.store.Finish(storeCtx, c, rec.response(m.replayHeaders))
+	switch {
+	case a.notExecuted.Load() && !rec.streaming:
+		o.stop()
+		ev.Outcome, ev.StatusCode = Released, rec.status()
+		ev.Err = m.release(o)
+		if panicked {
+			panic(panicValue) // nothing executed, and there is no answer to send
+		}
+		rec.writeTo(w)
+	case rec.streaming:
+		// The placeholder was stored, or could not be, when the response
+		// outgrew the bound: the client already has its answer.
+	default:
+		resp := rec.response(m.replayHeaders)
+		if panicked {
+			resp = m.errorResponse(r, &Error{StatusCode: http.StatusInternalServerError, Type: "api_error",
+				Code: "handler_panicked", Message: "the request failed after it may have executed; " +
+					"this answer is stored for its Idempotency-Key, so retrying it does not execute it again"})
+			rec = &recorder{header: resp.Header.Clone(), code: resp.StatusCode, wroteHeader: true}
+			rec.body.Write(resp.Body)
+		}
+		// If the owner was lost while the handler ran, its answer may be
+		// the cancellation's: storing it would poison the key.
+		err := o.handlerReturned()
+		if err == nil {
+			err = o.finish(resp)
+		}
+		if err != nil {
+			m.notStored(w, r, o, resp.StatusCode, err, ev)
+			break
+		}
+		ev.Outcome, ev.StatusCode = Executed, rec.status()
+		rec.writeTo(w)
 	}
-	// Whatever the store said, the handler ran: its real answer is the only
-	// truthful one to send. If it was not stored, the lease keeps the key
-	// busy until it runs out, rather than inviting a second execution now.
-	ev.StatusCode = rec.status()
-	rec.writeTo(w)
-	return ev
+	if panicked {
+		// Push the answer out before the panic ends the connection.
+		http.NewResponseController(w).Flush()
+		panic(panicValue)
+	}
+}
+
+// overflow is called once, when the handler's response grows past
+// maxResponse: it stores a placeholder for the key, then lets the response
+// through to the client unbuffered.
+func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, rec *recorder, ev *Event) error {
+	resp := m.errorResponse(r, &Error{StatusCode: http.StatusInternalServerError, Type: "api_error",
+		Code: "idempotency_response_too_large",
+		Message: "the request executed, but its response was larger than " + strconv.FormatInt(m.maxResponse, 10) +
+			" bytes, too large to store for its Idempotency-Key; it was sent once, and is not replayed"})
+	err := o.handlerReturned()
+	if err == nil {
+		err = o.finish(resp)
+	}
+	if err != nil {
+		m.notStored(w, r, o, rec.status(), err, ev)
+		return err
+	}
+	ev.Outcome, ev.StatusCode, ev.Err = Executed, rec.status(), ErrResponseTooLarge
+	h := w.Header()
+	for k, v := range rec.header {
+		h[k] = v
+	}
+	w.WriteHeader(rec.status())
+	_, err = w.Write(rec.body.Bytes())
+	rec.body = bytes.Buffer{}
+	return err
+}
+
+// notStored answers 503 for an execution whose response is not stored, and
+// says so to the observer and the log.
+func (m *Middleware) notStored(w http.ResponseWriter, r *http.Request, o *owner, status int, cause error, ev *Event) {
+	ev.Outcome, ev.Err = NotStored, cause
+	m.log().LogAttrs(r.Context(), slog.LevelError, "idempotency: the request executed, but its response could not be stored",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("idempotency_key", o.c.Key),
+		slog.Int("status", status), slog.String("error", cause.Error()))
+	w.Header().Set("Retry-After", retryAfterSeconds(o.remaining()))
+	ev.StatusCode = m.fail(w, r, http.StatusServiceUnavailable, "api_error", "idempotency_response_not_stored",
+		"the request may have executed, but its result could not be stored for its Idempotency-Key; "+
+			"retry with the same key after Retry-After")
+}
+
+// release frees the key of a request that executed nothing. It is tried
+// once: if it fails, the key stays in flight until its lease runs out, which
+// delays the corrected request but never executes anything twice.
+func (m *Middleware) release(o *owner) error {
+	c := o.c
+	c.Now = m.now()
+	ctx, cancel := m.callContext(o.base)
+	defer cancel()
+	return m.store.Release(ctx, c)
+}
+
+func (m *Middleware) log() *slog.Logger {
+	if m.logger != nil {
+		return m.logger
+	}
+	return slog.Default()
+}
+
+// errorResponse renders e with the error writer, as a response to store.
+func (m *Middleware) errorResponse(r *http.Request, e *Error) *Response {
+	rec := &recorder{header: make(http.Header), max: -1}
+	m.writeError(rec, r, e)
+	return rec.response(m.replayHeaders)
 }
 
 func (m *Middleware) fail(w http.ResponseWriter, r *http.Request, status int, typ, code, msg string) int {
@@ -477,49 +731,20 @@ func replay(w http.ResponseWriter, resp *Response) {
 	w.Write(resp.Body)
 }
 
-// heartbeat renews c's lease every third of the lease until stopped.
-type heartbeat struct {
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
-}
-
-func (m *Middleware) heartbeat(ctx context.Context, c Claim) *heartbeat {
-	hb := &heartbeat{}
-	interval := m.lease / 3
-	var renew func()
-	renew = func() {
-		c.Now = m.now()
-		if err := m.store.Renew(ctx, c); errors.Is(err, ErrLeaseLost) {
-			return // another request owns the key now; renewing is pointless
-		}
-		hb.mu.Lock()
-		defer hb.mu.Unlock()
-		if !hb.stopped {
-			hb.timer = time.AfterFunc(interval, renew)
-		}
-	}
-	hb.mu.Lock()
-	defer hb.mu.Unlock()
-	hb.timer = time.AfterFunc(interval, renew)
-	return hb
-}
-
-func (hb *heartbeat) stop() {
-	hb.mu.Lock()
-	defer hb.mu.Unlock()
-	hb.stopped = true
-	hb.timer.Stop()
-}
-
 // recorder buffers the handler's response, so that it is stored before the
-// client sees it: a client that got an answer must find it stored when it
-// retries.
+// client sees it, up to max bytes (no bound if max < 0). Past that it calls
+// overflow once, and from then on writes straight through to w.
 type recorder struct {
 	header      http.Header
 	code        int
 	wroteHeader bool
 	body        bytes.Buffer
+
+	max       int64
+	w         http.ResponseWriter
+	overflow  func(*recorder) error
+	streaming bool  // overflow was called
+	err       error // what overflow answered; every later write fails with it
 }
 
 func (rec *recorder) Header() http.Header { return rec.header }
@@ -532,7 +757,20 @@ func (rec *recorder) WriteHeader(code int) {
 
 func (rec *recorder) Write(p []byte) (int, error) {
 	rec.WriteHeader(http.StatusOK)
-	return rec.body.Write(p)
+	if rec.streaming {
+		if rec.err != nil {
+			return 0, rec.err
+		}
+		return rec.w.Write(p)
+	}
+	if rec.max < 0 || int64(rec.body.Len())+int64(len(p)) <= rec.max {
+		return rec.body.Write(p)
+	}
+	rec.streaming = true
+	if rec.err = rec.overflow(rec); rec.err != nil {
+		return 0, rec.err
+	}
+	return rec.w.Write(p)
 }
 
 func (rec *recorder) status() int {
@@ -552,10 +790,15 @@ func (rec *recorder) response(names []string) *Response {
 	return &Response{StatusCode: rec.status(), Header: h, Body: rec.body.Bytes()}
 }
 
+// writeTo sends the buffered response, whole, with its length, so that a
+// client can tell it got all of it even if a panic follows.
 func (rec *recorder) writeTo(w http.ResponseWriter) {
 	h := w.Header()
 	for k, v := range rec.header {
 		h[k] = v
+	}
+	if code := rec.status(); code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(rec.body.Len()))
 	}
 	w.WriteHeader(rec.status())
 	w.Write(rec.body.Bytes())

@@ -200,17 +200,51 @@ func TestOptionalKeyLetsKeylessRequestsExecuteEveryTime(t *testing.T) {
 	assert.Equal(t, 3, l.count(), "a key, when sent, is still enforced")
 }
 
-func TestOtherMethodsPassThrough(t *testing.T) {
+func TestSafeMethodsPassThrough(t *testing.T) {
 	l := &ledger{}
 	h := newMiddleware(t, idempotency.NewMemoryStore()).Wrap(l)
-	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, "get", "Head"} {
 		r := httptest.NewRequest(m, "/orders/1", nil)
 		r.Header.Set("Idempotency-Key", "ignored")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		assert.Equal(t, http.StatusCreated, w.Code, m)
 	}
-	assert.Equal(t, 3, l.count())
+	assert.Equal(t, 6, l.count())
+}
+
+// TestEveryUnsafeMethodNeedsAKey: whatever its letter case, a method that is
+// not safe is held to its key. (Before, only "POST" and "PATCH" were: a
+// "post" to a handler registered without a method pattern ran every time.)
+func TestEveryUnsafeMethodNeedsAKey(t *testing.T) {
+	for _, m := range []string{"POST", "post", "Post", "PATCH", "patch", "PUT", "DELETE", "delete", "PURGE"} {
+		t.Run(m, func(t *testing.T) {
+			l := &ledger{}
+			h := newMiddleware(t, idempotency.NewMemoryStore()).Wrap(l)
+			send := func(key string) *httptest.ResponseRecorder {
+				r := httptest.NewRequest(m, "/orders/1", strings.NewReader(`{"amount":1}`))
+				if key != "" {
+					r.Header.Set("Idempotency-Key", key)
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				return w
+			}
+			assert.Equal(t, http.StatusBadRequest, send("").Code, "no key")
+			for range 6 {
+				send("k")
+			}
+			assert.Equal(t, 1, l.count(), "six requests with one key execute once")
+		})
+	}
+	// The method's case is not part of what a key stands for.
+	l := &ledger{}
+	h := newMiddleware(t, idempotency.NewMemoryStore()).Wrap(l)
+	r := httptest.NewRequest("post", "/orders", strings.NewReader(`{}`))
+	r.Header.Set("Idempotency-Key", "k")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	again := post(h, "/orders", "k", `{}`)
+	assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"))
 }
 
 func TestPatchNeedsAKeyToo(t *testing.T) {
@@ -293,6 +327,108 @@ func TestScopesNeverMeet(t *testing.T) {
 	assert.NotEqual(t, a.Body.String(), b.Body.String())
 	assert.Equal(t, http.StatusCreated, send("carol", `{"amount":999}`).Code, "another scope's key is no mismatch")
 	assert.Equal(t, 3, l.count())
+}
+
+// TestKeysAreScopedByCallerByDefault: without WithScope, each Authorization
+// is a scope of its own. (Before, every caller shared one: B got A's stored
+// response, and a caller who claimed a guessable key first made A's real
+// request fail with 422 for the whole TTL.)
+func TestKeysAreScopedByCallerByDefault(t *testing.T) {
+	l := &ledger{}
+	ev := &events{}
+	h := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.WithObserver(ev.observe)).Wrap(l)
+	send := func(auth, body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/charges", strings.NewReader(body))
+		r.Header.Set("Idempotency-Key", "renewal:inv_0042:2026")
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	mallory := send("Bearer sk_test_mallory", `{"amount":1}`)
+	require.Equal(t, http.StatusCreated, mallory.Code)
+	alice := send("Bearer sk_test_alice", `{"amount":4200}`)
+	assert.Equal(t, http.StatusCreated, alice.Code, "another caller's claim on the key does not burn it: %s", alice.Body)
+	assert.Empty(t, alice.Header().Get("Idempotent-Replayed"))
+	again := send("Bearer sk_test_alice", `{"amount":4200}`)
+	assert.Equal(t, alice.Body.String(), again.Body.String(), "alice's own retry replays her answer")
+	assert.Equal(t, 2, l.count())
+
+	for _, e := range ev.all {
+		assert.NotContains(t, e.Scope, "sk_test", "the scope never holds the credential")
+		assert.NotEmpty(t, e.Scope)
+	}
+	assert.NotEqual(t, ev.all[0].Scope, ev.all[1].Scope)
+
+	// Requests without credentials share one scope.
+	send("", `{"amount":7}`)
+	assert.Equal(t, "true", send("", `{"amount":7}`).Header().Get("Idempotent-Replayed"))
+}
+
+func TestWithoutScopeSharesKeys(t *testing.T) {
+	l := &ledger{}
+	h := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.WithoutScope()).Wrap(l)
+	for _, auth := range []string{"Bearer a", "Bearer b"} {
+		r := httptest.NewRequest(http.MethodPost, "/charges", strings.NewReader(`{}`))
+		r.Header.Set("Idempotency-Key", "k")
+		r.Header.Set("Authorization", auth)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	assert.Equal(t, 1, l.count(), "a single-tenant service may share keys across credentials")
+}
+
+// TestLargeResponseIsSentOnceAndNeverReexecuted: a response larger than the
+// bound reaches its client whole, without being held in memory, and what is
+// stored for the key is a small 500 that says so; a retry gets that, and
+// nothing executes again. (Before, the whole response was buffered and
+// stored, whatever its size.)
+func TestLargeResponseIsSentOnceAndNeverReexecuted(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 4096) // 64 KiB
+	var calls atomic.Int32
+	ev := &events{}
+	h := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.WithMaxResponseBytes(1024),
+		idempotency.WithObserver(ev.observe)).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "text/csv")
+		w.Header().Set("X-Export", "1")
+		for i := 0; i < len(big); i += 1000 {
+			w.Write([]byte(big[i:min(i+1000, len(big))]))
+		}
+	}))
+	first := post(h, "/exports", "k", `{}`)
+	assert.Equal(t, http.StatusOK, first.Code)
+	assert.Equal(t, big, first.Body.String(), "the client gets the whole response")
+	assert.Equal(t, "text/csv", first.Header().Get("Content-Type"))
+	assert.Equal(t, "1", first.Header().Get("X-Export"))
+	require.Len(t, ev.all, 1)
+	assert.Equal(t, idempotency.Executed, ev.all[0].Outcome)
+	assert.ErrorIs(t, ev.all[0].Err, idempotency.ErrResponseTooLarge)
+
+	again := post(h, "/exports", "k", `{}`)
+	assert.Equal(t, http.StatusInternalServerError, again.Code)
+	assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"))
+	assert.Equal(t, "idempotency_response_too_large", errorCode(t, again))
+	assert.EqualValues(t, 1, calls.Load())
+}
+
+type fullStore struct{ idempotency.Store }
+
+func (fullStore) Claim(context.Context, idempotency.Claim) (idempotency.Result, error) {
+	return idempotency.Result{}, fmt.Errorf("memory: %w", idempotency.ErrStoreFull)
+}
+
+func TestFullStoreFailsClosed(t *testing.T) {
+	l := &ledger{}
+	ev := &events{}
+	h := newMiddleware(t, fullStore{}, idempotency.WithObserver(ev.observe)).Wrap(l)
+	w := post(h, "/orders", "k", `{}`)
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+	assert.Equal(t, "1", w.Header().Get("Retry-After"))
+	assert.Equal(t, "idempotency_store_full", errorCode(t, w))
+	assert.Equal(t, 0, l.count())
+	assert.ErrorIs(t, ev.all[0].Err, idempotency.ErrStoreFull)
 }
 
 func TestKeysExpireAfterTTL(t *testing.T) {
@@ -429,10 +565,40 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 	assert.EqualError(t, ev.all[0].Err, "connection refused")
 }
 
-func TestPanicReleasesTheKey(t *testing.T) {
+// TestPanicAfterExecutionIsStored: a handler that panics after it may have
+// executed gets a 500 stored for its key, as any answer after execution is,
+// and the panic goes on. (Before, the key was released, so every retry ran
+// the side effects again: four executions for three attempts.)
+func TestPanicAfterExecutionIsStored(t *testing.T) {
+	var calls atomic.Int32
+	h := newMiddleware(t, idempotency.NewMemoryStore()).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1) // the side effect
+		panic("boom")
+	}))
+	var first *httptest.ResponseRecorder
+	assert.PanicsWithValue(t, "boom", func() {
+		r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(`{}`))
+		r.Header.Set("Idempotency-Key", "k")
+		first = httptest.NewRecorder()
+		h.ServeHTTP(first, r)
+	})
+	assert.Equal(t, http.StatusInternalServerError, first.Code, "the client is told before the panic goes on")
+	assert.Equal(t, "handler_panicked", errorCode(t, first))
+	for range 2 {
+		again := post(h, "/orders", "k", `{}`)
+		assert.Equal(t, http.StatusInternalServerError, again.Code)
+		assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"))
+	}
+	assert.EqualValues(t, 1, calls.Load(), "three attempts, one execution")
+}
+
+// TestPanicBeforeExecutionReleasesTheKey: a handler that said it executed
+// nothing leaves the key free even if it then panics.
+func TestPanicBeforeExecutionReleasesTheKey(t *testing.T) {
 	var calls atomic.Int32
 	h := newMiddleware(t, idempotency.NewMemoryStore()).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
+			idempotency.NotExecuted(r.Context())
 			panic("boom")
 		}
 		w.Write([]byte("ok"))
@@ -483,12 +649,20 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		"observer": idempotency.WithObserver(nil),
 		"writer":   idempotency.WithErrorWriter(nil),
 		"header":   idempotency.WithReplayHeaders(""),
+		"timeout":  idempotency.WithStoreTimeout(0),
+		"handler":  idempotency.WithHandlerTimeout(0),
+		"response": idempotency.WithMaxResponseBytes(0),
+		"logger":   idempotency.WithLogger(nil),
 	} {
 		_, err := idempotency.New(store, opt)
 		assert.Error(t, err, name)
 	}
 	_, err := idempotency.New(nil)
 	assert.Error(t, err)
+	_, err = idempotency.New(store, idempotency.WithLease(time.Minute), idempotency.WithStoreTimeout(16*time.Second))
+	assert.Error(t, err, "a store timeout longer than a quarter of the lease")
+	_, err = idempotency.New(store, idempotency.WithLease(time.Minute), idempotency.WithStoreTimeout(15*time.Second))
+	assert.NoError(t, err)
 }
 
 func TestCustomErrorWriter(t *testing.T) {

@@ -13,6 +13,12 @@ import (
 // assume its response was stored.
 var ErrLeaseLost = errors.New("idempotency: lease lost to another claimant")
 
+// ErrStoreFull is returned, possibly wrapped, by [Store.Claim] when a store
+// with bounded room has none left for a new record. The store refuses the
+// claim rather than evict a record that has not expired, so the middleware
+// answers 503 with Retry-After and executes nothing.
+var ErrStoreFull = errors.New("idempotency: store is full")
+
 // A Store keeps idempotency records. Each record is identified by a scope
 // (an account, a tenant, or "" when there is only one) and a key, and moves
 // through two states: in flight, while one request holds it under a lease,
@@ -24,8 +30,10 @@ var ErrLeaseLost = errors.New("idempotency: lease lost to another claimant")
 // in-memory store takes a lock.
 //
 // Every method must be safe for concurrent use. A Store returns an error
-// only when it cannot answer (a lost connection, a timeout); the middleware
-// then fails closed and executes nothing.
+// only when it cannot answer (a lost connection, a timeout, no room); the
+// middleware then fails closed and executes nothing. The middleware gives
+// every call a context with a deadline shorter than the lease (see
+// [WithStoreTimeout]), and a store must give up when it ends.
 type Store interface {
 	// Claim claims c.Key in c.Scope for c.Fingerprint, or reports why it
 	// cannot. The answer depends on the current record:
@@ -44,6 +52,11 @@ type Store interface {
 	// finished until c.Now+c.TTL. It returns ErrLeaseLost, and stores
 	// nothing, if the token no longer holds the claim: a finished record is
 	// never overwritten.
+	//
+	// Finish must be safe to call again for the same claim, because the
+	// middleware retries it when a call fails without an answer, and the
+	// failed call may have landed: if the record is already finished under
+	// c.Token, Finish returns nil and leaves the stored response as it is.
 	Finish(ctx context.Context, c Claim, resp *Response) error
 
 	// Release deletes the in-flight claim held by c.Token, so the key is

@@ -73,7 +73,9 @@ func (g *Gateway) Now() time.Time {
 //
 // Moving it past the idempotency lease (30 seconds) while a request is held
 // in flight, by a delay fault, frees that request's key, as if its server
-// had died: a retry then executes again.
+// had died: a retry then executes again, and the held request, once
+// released, finds its claim taken and answers 503
+// idempotency_response_not_stored.
 func (g *Gateway) AdvanceClock(d time.Duration) {
 	if d < 0 {
 		panic("mock: AdvanceClock with a negative duration")
@@ -146,6 +148,7 @@ func (g *Gateway) newWorld() (*world, error) {
 // the request's context, and what its history record is made of.
 type exchange struct {
 	sw        statusWriter
+	client    context.Context // the request's own, which ends when its client hangs up
 	requestID string
 	account   *account
 	fault     FaultKind // the injected fault that applied, if any
@@ -188,7 +191,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wd := g.world.Load()
-	x := &exchange{requestID: id}
+	x := &exchange{requestID: id, client: r.Context()}
 	x.sw.ResponseWriter = w
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	defer wd.finish(x, r) // also when a drop fault panics
@@ -264,12 +267,15 @@ func (w *world) routed(r *http.Request) bool {
 
 // execute runs inside the middleware, once the key is claimed: a delay
 // fault holds the request there, key in flight, before anything executes.
+// The hold ends when the client hangs up, though the middleware keeps that
+// from cancelling the handler's own context.
 func (w *world) execute(rw http.ResponseWriter, r *http.Request) {
 	if f := w.faults.match(r, true); f != nil {
-		if x := exchangeOf(r.Context()); x.fault == "" {
+		x := exchangeOf(r.Context())
+		if x.fault == "" {
 			x.fault = Delay
 		}
-		w.g.hold(r.Context(), f)
+		w.g.hold(x.client, f)
 	}
 	w.mux.ServeHTTP(rw, r)
 }
@@ -309,7 +315,7 @@ func (x *exchange) outcome() Outcome {
 	}
 	if x.observed {
 		switch x.event.Outcome {
-		case idempotency.Executed:
+		case idempotency.Executed, idempotency.NotStored:
 			return OutcomeExecuted
 		case idempotency.Replayed:
 			return OutcomeReplayed

@@ -133,6 +133,10 @@ func openRedis(ctx context.Context, cfg storeConfig) (*sharedStore, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The middleware gives every store call a deadline within the lease;
+	// go-redis applies it to the socket only when told to, and ParseURL
+	// cannot say so.
+	ropts.ContextTimeoutEnabled = true
 	var opts []redisstore.Option
 	if cfg.prefix != "" {
 		opts = append(opts, redisstore.WithPrefix(cfg.prefix))

@@ -33,9 +33,18 @@
 // insert or take over the row, and every other one finds the winner's row.
 // Renewing, finishing and releasing are single statements too, conditional
 // on the claimant's token, so a finished record is never overwritten and a
-// claimant whose lease was taken over cannot store its response. Because of
-// that condition, [Store.Finish] can safely run again on a fresh connection
-// when its own died, as a stale pooled one does after a restart.
+// claimant whose lease was taken over cannot store its response. A finished
+// row keeps the claimant's token, so [Store.Finish] is safe to call again:
+// when it finds the row finished under its token, an earlier call landed,
+// and it reports success without writing. The middleware retries a Finish
+// whose answer was lost, with backoff; Finish itself only runs its statement
+// once more, on another connection, when a stale pooled one died under it.
+//
+// The middleware gives every call a deadline shorter than the lease, and a
+// call gives up when its context ends: pgx then sets the connection's
+// deadline, and the connection is closed. The server may still run the
+// statement, when a lock it waited for is released, say; as with any
+// answer lost, the middleware's retry of Finish finds out.
 //
 // Time is the middleware's clock ([idempotency.Claim].Now), never the
 // database's, so the instances' clocks must agree to well within a lease

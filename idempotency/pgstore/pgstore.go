@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -28,10 +27,6 @@ const DefaultTable = "payonce_idempotency"
 // maxClaimAttempts bounds how often Claim runs its statement again when the
 // row changed under it (see claimSQL).
 const maxClaimAttempts = 10
-
-// maxFinishAttempts bounds how often Finish runs its statement when the
-// connection it ran on was lost (see Finish).
-const maxFinishAttempts = 3
 
 //go:embed schema.sql
 var schemaTemplate string
@@ -126,11 +121,12 @@ WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT FROM claim)`
 
 	owned := ` WHERE scope = $1 AND key = $2 AND token = $3 AND NOT finished`
 	s.renewSQL = `UPDATE ` + t + ` SET expires_at = $4` + owned
-	// Finishing hands the row from the claim's token to one that names this
-	// call of Finish, so that a retry of the call can tell that an earlier
-	// attempt of its own landed (finishedSQL) from a second call, which
-	// must fail. Nothing else reads the token of a finished row.
-	s.finishSQL = `UPDATE ` + t + ` SET finished = true, status = $4, headers = $5, body = $6, expires_at = $7, token = $8` + owned
+	// A finished row keeps the claim's token, so that a Finish called again
+	// for the claim can tell that an earlier one landed (finishedSQL). That
+	// is a statement of its own, run when finishSQL changed nothing, so that
+	// it reads a snapshot taken after the UPDATE: an earlier Finish still
+	// running, which the UPDATE waited for, has committed by then.
+	s.finishSQL = `UPDATE ` + t + ` SET finished = true, status = $4, headers = $5, body = $6, expires_at = $7` + owned
 	s.finishedSQL = `SELECT EXISTS (SELECT FROM ` + t + ` WHERE scope = $1 AND key = $2 AND token = $3 AND finished)`
 	s.releaseSQL = `DELETE FROM ` + t + owned
 	// Rows already locked by a claim are skipped, not waited for; the
@@ -212,48 +208,43 @@ func (s *Store) Renew(ctx context.Context, c idempotency.Claim) error {
 
 // Finish implements [idempotency.Store].
 //
-// The handler has run by the time Finish is called, so a response lost now
-// is a key left in flight until its lease runs out. Finish therefore runs
-// its statement again, up to three times in all, when the connection it ran
-// on turned out to be dead, as a pooled connection is after the server
-// restarted or a proxy dropped it, and a fresh one may succeed. (pgxpool
-// pings a connection idle for over a second before handing it out, but not
-// one used more recently.) That is safe even when the statement may have
-// run, its answer lost: the update is conditional on the claim's token, and
-// a retry that finds the row finished by this very call reports success. An
-// error that the server answered, or the end of ctx, is returned at once.
+// Finish is safe to call again for the same claim: when the row is already
+// finished under c.Token, an earlier call landed, and Finish reports success
+// without writing. Retrying is the middleware's job: it calls Finish again,
+// with backoff and within its deadlines, when a call fails without an
+// answer. The one retry here covers only a stale pooled connection: when the
+// connection the statement ran on turned out to be dead, as a pooled one is
+// after the server restarted or a proxy dropped it, Finish runs the
+// statement once more, at once, on another. (pgxpool pings a connection
+// idle for over a second before handing it out, but not one used more
+// recently.) Any other error, and the end of ctx, is returned at once.
 func (s *Store) Finish(ctx context.Context, c idempotency.Claim, resp *idempotency.Response) error {
 	body := resp.Body
 	if body == nil {
 		body = []byte{} // an empty body, not a missing one
 	}
 	scope, key := []byte(c.Scope), []byte(c.Key)
-	call := rand.Text() // names this call in the finished row
-	for attempt := 1; ; attempt++ {
-		tag, err := s.pool.Exec(ctx, s.finishSQL, scope, key, c.Token,
-			int32(resp.StatusCode), codec.AppendHeader(nil, resp.Header), body, c.Now.Add(c.TTL), call)
-		switch {
-		case err == nil && tag.RowsAffected() > 0:
-			return nil
-		case err == nil && attempt == 1:
-			return idempotency.ErrLeaseLost
-		case err == nil:
-			// An earlier attempt may have landed before its connection
-			// died.
-			var landed bool
-			if err := s.pool.QueryRow(ctx, s.finishedSQL, scope, key, call).Scan(&landed); err != nil {
-				return fmt.Errorf("pgstore: finish: %w", err)
-			}
-			if landed {
-				return nil
-			}
-			return idempotency.ErrLeaseLost
-		case attempt < maxFinishAttempts && ctx.Err() == nil && connectionLost(err):
-			continue
-		default:
-			return fmt.Errorf("pgstore: finish: %w", err)
-		}
+	args := []any{scope, key, c.Token, int32(resp.StatusCode), codec.AppendHeader(nil, resp.Header), body, c.Now.Add(c.TTL)}
+	tag, err := s.pool.Exec(ctx, s.finishSQL, args...)
+	if err != nil && ctx.Err() == nil && connectionLost(err) {
+		tag, err = s.pool.Exec(ctx, s.finishSQL, args...)
 	}
+	if err != nil {
+		return fmt.Errorf("pgstore: finish: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	// The token holds no in-flight row. It may hold the finished one, from
+	// an earlier call whose answer was lost, or from the first run above.
+	var finished bool
+	if err := s.pool.QueryRow(ctx, s.finishedSQL, scope, key, c.Token).Scan(&finished); err != nil {
+		return fmt.Errorf("pgstore: finish: %w", err)
+	}
+	if !finished {
+		return idempotency.ErrLeaseLost
+	}
+	return nil
 }
 
 // connectionLost reports whether err says that the connection failed, not

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,6 +118,22 @@ func TestFinishAfterLostConnection(t *testing.T) {
 		cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	})
 	backendtest.FinishAfterLostConnection(t, db.store(t, pool), p)
+}
+
+// TestStoreOutage: every connection reset for a few seconds while requests
+// are in flight, shorter than the lease; every key executes once.
+func TestStoreOutage(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.addr())
+	backendtest.StoreOutage(t, func(t *testing.T) idempotency.Store { return db.store(t, db.pool(t, p.Addr())) }, p)
+}
+
+// TestStoreOutageLongerThanLease: every connection reset for longer than
+// the lease; the owners answer 503, and the keys execute again.
+func TestStoreOutageLongerThanLease(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.addr())
+	backendtest.StoreOutageLongerThanLease(t, func(t *testing.T) idempotency.Store { return db.store(t, db.pool(t, p.Addr())) }, p)
 }
 
 func (db *testDB) count(t *testing.T) int {
@@ -245,4 +262,93 @@ func BenchmarkClaims(b *testing.B) {
 	// As many connections as clients, so that the pool is not the limit.
 	pool := db.pool(b, "", func(cfg *pgxpool.Config) { cfg.MaxConns = backendtest.Clients })
 	backendtest.Benchmark(b, backendtest.Backend{Name: "postgres", Store: db.store(b, pool)})
+}
+
+// TestCallsEndWithTheirContext: a call gives up when its context ends, as
+// the middleware's deadlines need, even while the statement waits in the
+// server; and one whose context has already ended writes nothing.
+func TestCallsEndWithTheirContext(t *testing.T) {
+	db := setup(t)
+	s := db.store(t, db.pool(t, ""))
+	ctx := context.Background()
+	c := idempotency.Claim{Scope: "acct", Key: "k", Fingerprint: "fp", Token: "owner", Now: time.Now(), Lease: time.Minute, TTL: time.Hour}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	res, err := s.Claim(cancelled, c)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.NotEqual(t, idempotency.Claimed, res.State)
+	res, err = s.Claim(ctx, c)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Claimed, res.State, "the cancelled claim left no record")
+
+	// Another transaction holds the row, so every statement on it waits.
+	tx, err := db.admin.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, "SELECT FROM "+pgx.Identifier{db.table}.Sanitize()+" WHERE scope = $1 AND key = $2 FOR UPDATE",
+		[]byte(c.Scope), []byte(c.Key))
+	require.NoError(t, err)
+	resp := &idempotency.Response{StatusCode: http.StatusCreated, Body: []byte("ok")}
+	for _, call := range []struct {
+		name string
+		f    func(context.Context) error
+	}{
+		{"renew", func(ctx context.Context) error { return s.Renew(ctx, c) }},
+		{"finish", func(ctx context.Context) error { return s.Finish(ctx, c, resp) }},
+	} {
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		start := time.Now()
+		err := call.f(short)
+		cancel()
+		assert.Error(t, err, call.name)
+		assert.Less(t, time.Since(start), 5*time.Second, "%s gave up at its deadline", call.name)
+	}
+	require.NoError(t, tx.Rollback(ctx))
+
+	// The abandoned statements may still run now, and the Finish land:
+	// calling Finish again is what the middleware does, and it succeeds
+	// either way.
+	require.NoError(t, s.Finish(ctx, c, resp))
+	c.Token = "another"
+	res, err = s.Claim(ctx, c)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Finished, res.State)
+	assert.Equal(t, resp.Body, res.Response.Body)
+}
+
+// TestFinishesOfOneClaimAtOnce: a Finish that the middleware retried while
+// the first call still waits in the server succeeds, whichever lands first.
+func TestFinishesOfOneClaimAtOnce(t *testing.T) {
+	db := setup(t)
+	s := db.store(t, db.pool(t, ""))
+	ctx := context.Background()
+	c := idempotency.Claim{Scope: "acct", Key: "k", Fingerprint: "fp", Token: "owner", Now: time.Now(), Lease: time.Minute, TTL: time.Hour}
+	res, err := s.Claim(ctx, c)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Claimed, res.State)
+
+	// Both calls queue behind another transaction's lock on the row.
+	tx, err := db.admin.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, "SELECT FROM "+pgx.Identifier{db.table}.Sanitize()+" WHERE scope = $1 AND key = $2 FOR UPDATE",
+		[]byte(c.Scope), []byte(c.Key))
+	require.NoError(t, err)
+	resp := &idempotency.Response{StatusCode: http.StatusCreated, Body: []byte("ok")}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- s.Finish(ctx, c, resp) }()
+	}
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, db.admin.QueryRow(ctx,
+			"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0",
+			pgx.Identifier{db.table}.Sanitize()).Scan(&waiting))
+		return waiting == 2
+	}, 10*time.Second, 5*time.Millisecond, "both Finish calls wait for the row")
+	require.NoError(t, tx.Rollback(ctx))
+	for range 2 {
+		assert.NoError(t, <-errs)
+	}
 }

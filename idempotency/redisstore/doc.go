@@ -7,18 +7,50 @@
 // There is no schema. [New] takes any [redis.UniversalClient]: a single
 // server ([redis.NewClient]), Sentinel ([redis.NewFailoverClient]), Cluster
 // ([redis.NewClusterClient]), or whichever [redis.NewUniversalClient]
-// picks:
+// picks. Set ContextTimeoutEnabled in its options (see Deadlines, below):
 //
-//	client := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:6379"}})
+//	client := redis.NewUniversalClient(&redis.UniversalOptions{
+//		Addrs:                 []string{"127.0.0.1:6379"},
+//		ContextTimeoutEnabled: true,
+//	})
 //	store, err := redisstore.New(client)
 //	if err != nil { … }
 //	mw, err := idempotency.New(store, idempotency.WithScope(accountOf))
+//
+// [redis.ParseURL] does not read that option from a URL: set it on the
+// options it returns.
 //
 // The server must run Lua scripts (EVAL and EVALSHA); it is tested with
 // Redis 7. Give it maxmemory-policy noeviction (the default): under an
 // allkeys-* or volatile-* policy, Redis evicts live records when memory runs
 // short, and forgets their keys; under noeviction it refuses the write, and
 // the middleware fails closed with 503.
+//
+// # Deadlines
+//
+// The middleware gives every call to the store a context whose deadline is
+// well within the lease (a sixth of it by default), so that a call that
+// hangs fails, and is retried, while the lease still holds. That matters
+// most for the heartbeat: a Renew that hangs past the lease loses the claim
+// of an owner that is alive and executing, and another request may take the
+// key over and execute it a second time.
+//
+// go-redis applies a context's deadline to its socket reads and writes only
+// when the client's options set ContextTimeoutEnabled: true. It is off by
+// default, and then a command waits for the server until the client's
+// ReadTimeout or WriteTimeout (5 seconds by default), whatever the
+// context's deadline; a ReadTimeout or WriteTimeout of -2 turns socket
+// deadlines off altogether. So create the client with ContextTimeoutEnabled:
+// true, and leave those timeouts at zero or above.
+//
+// A store over a client that does not honour deadlines still gives up on
+// time: [New] finds the option in the options of a [redis.Client],
+// [redis.ClusterClient] or [redis.Ring], and, when it is off or the client
+// is of another type, each call waits for its answer in a goroutine of its
+// own and returns the context's error when the deadline comes first. That
+// goroutine, and the connection it holds, are left waiting until go-redis's
+// own timeout ends the command: with ContextTimeoutEnabled go-redis closes
+// the connection at the deadline instead, without the extra goroutine.
 //
 // # Keys and expiry
 //
@@ -36,7 +68,10 @@
 // Redis runs a script atomically: a claim sets the record only if there is
 // none or it has expired (SET NX, with the expiry checked too), and the
 // others change it only if the caller's token still holds it in flight, so
-// a finished record can never be overwritten by a late claimant.
+// a finished record can never be overwritten by a late claimant. A
+// finished record keeps the claimant's token, so [Store.Finish] is safe to
+// call, or send, again: when it finds the record finished under its token,
+// an earlier run landed, and it reports success without writing.
 //
 // Expiry is decided by the middleware's clock ([idempotency.Claim].Now),
 // stored in the record, so the instances' clocks must agree to well within a

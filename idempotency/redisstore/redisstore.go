@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -30,10 +29,19 @@ const (
 // Store is an [idempotency.Store] in Redis. It is safe for concurrent use,
 // and any number of Stores, in any number of processes, may share one
 // server or cluster.
+//
+// Give it a client created with ContextTimeoutEnabled: true, so that
+// go-redis gives up on a call when the middleware's deadline ends: a Renew
+// that hangs past the lease loses the claim of an owner that is still
+// alive. See [New] and the package documentation.
 type Store struct {
 	client redis.UniversalClient
 	prefix string
 	margin time.Duration
+
+	// deadlines is whether client is known to apply a context's deadline
+	// to its socket reads and writes; when it is not, run enforces it.
+	deadlines bool
 }
 
 // An Option configures a [Store].
@@ -66,11 +74,19 @@ func WithExpiryMargin(d time.Duration) Option {
 }
 
 // New returns a Store over client. It does not touch the server.
+//
+// Create client with ContextTimeoutEnabled: true, as the package
+// documentation explains. Without it go-redis does not apply a context's
+// deadline to its socket. New accepts such a client all the same, and the
+// Store then keeps the deadline itself: a call whose context ends before the
+// answer comes returns the context's error at once, and leaves go-redis
+// waiting in the background, on a connection of its pool, until the
+// client's ReadTimeout or WriteTimeout ends the command.
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
 	}
-	s := &Store{client: client, prefix: DefaultPrefix, margin: DefaultExpiryMargin}
+	s := &Store{client: client, prefix: DefaultPrefix, margin: DefaultExpiryMargin, deadlines: honoursDeadlines(client)}
 	for _, opt := range opts {
 		if err := opt(s); err != nil {
 			return nil, err
@@ -102,18 +118,21 @@ func (s *Store) key(scope, key string) string {
 }
 
 // A record is a hash: fp, the fingerprint; exp, when it expires, in Unix
-// milliseconds by the middleware's clock; tok, the owner's token while in
-// flight, then the token of the Finish call; resp, the encoded response,
-// once finished.
+// milliseconds by the middleware's clock; tok, the claim's token, which a
+// finished record keeps; resp, the encoded response, once finished.
 
 // claimScript: KEYS[1] record; ARGV fingerprint, token, now, expiry,
 // Redis TTL in ms. It answers {1} claimed, {2} in flight, {3, resp}
-// finished or {4} mismatch.
+// finished or {4} mismatch. A record in flight under the claim's own token
+// is answered {1}: go-redis sends the script again when its connection
+// broke before the reply came, and the first run may have claimed the key;
+// answering "in flight" would leave the key to nobody for a whole lease.
 var claimScript = redis.NewScript(`
-local r = redis.call('HMGET', KEYS[1], 'fp', 'exp', 'resp')
+local r = redis.call('HMGET', KEYS[1], 'fp', 'exp', 'resp', 'tok')
 if r[1] and tonumber(r[2]) > tonumber(ARGV[3]) then
   if r[1] ~= ARGV[1] then return {4} end
   if r[3] then return {3, r[3]} end
+  if r[4] == ARGV[2] then return {1} end
   return {2}
 end
 redis.call('DEL', KEYS[1])
@@ -133,20 +152,15 @@ redis.call('HSET', KEYS[1], 'exp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
-	// finishScript: ARGV expiry, Redis TTL in ms, encoded response, and a
-	// token naming this call of Finish, which replaces the claim's. When
-	// go-redis sends the script again because the connection broke before
-	// its answer came, the script may have run already: the record is then
-	// finished under this call's token, and the answer is 1 again. A second
-	// call of Finish has another token, and gets 0.
+	// finishScript: ARGV expiry, Redis TTL in ms, encoded response. It
+	// also answers 1, and writes nothing, when the record is finished
+	// under the token already: an earlier run landed, whether it was
+	// another call of Finish or this one sent again by go-redis.
 	finishScript = redis.NewScript(`
 local r = redis.call('HMGET', KEYS[1], 'tok', 'resp')
-if r[2] then
-  if r[1] == ARGV[5] then return 1 end
-  return 0
-end
 if r[1] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'exp', ARGV[2], 'resp', ARGV[4], 'tok', ARGV[5])
+if r[2] then return 1 end
+redis.call('HSET', KEYS[1], 'exp', ARGV[2], 'resp', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
@@ -167,7 +181,7 @@ func millis(d time.Duration) int64 {
 func (s *Store) Claim(ctx context.Context, c idempotency.Claim) (idempotency.Result, error) {
 	now := c.Now.UnixMilli()
 	lease := millis(c.Lease)
-	vals, err := claimScript.Run(ctx, s.client, []string{s.key(c.Scope, c.Key)},
+	vals, err := s.run(ctx, claimScript, []string{s.key(c.Scope, c.Key)},
 		c.Fingerprint, c.Token, now, now+lease, lease+s.margin.Milliseconds()).Slice()
 	if err != nil {
 		return idempotency.Result{}, fmt.Errorf("redisstore: claim: %w", err)
@@ -202,16 +216,18 @@ func (s *Store) Renew(ctx context.Context, c idempotency.Claim) error {
 
 // Finish implements [idempotency.Store].
 //
-// go-redis sends a command again, up to the client's MaxRetries (three by
-// default), when its connection fails, even if the command may have run;
-// and it checks a pooled connection before using it. Finish is safe to
-// send again: a retry that finds the record finished by this very call
-// reports success, so a reply lost with a dying connection neither loses
-// the response nor turns into a false [idempotency.ErrLeaseLost].
+// Finish is safe to call again for the same claim, and to send again: when
+// the record is already finished under c.Token, an earlier run landed, and
+// Finish reports success without writing. The middleware calls it again
+// when a call fails without an answer; go-redis itself sends a command
+// again, up to the client's MaxRetries (three by default), when its
+// connection fails, even if the command may have run. Either way a reply
+// lost with a dying connection neither loses the response nor turns into a
+// false [idempotency.ErrLeaseLost].
 func (s *Store) Finish(ctx context.Context, c idempotency.Claim, resp *idempotency.Response) error {
 	ttl := millis(c.TTL)
 	return s.owned(ctx, "finish", finishScript, c, c.Now.UnixMilli()+ttl, ttl+s.margin.Milliseconds(),
-		codec.AppendResponse(nil, resp), rand.Text())
+		codec.AppendResponse(nil, resp))
 }
 
 // Release implements [idempotency.Store].
@@ -221,7 +237,7 @@ func (s *Store) Release(ctx context.Context, c idempotency.Claim) error {
 
 // owned runs a script on the in-flight record that c.Token holds.
 func (s *Store) owned(ctx context.Context, op string, script *redis.Script, c idempotency.Claim, args ...any) error {
-	n, err := script.Run(ctx, s.client, []string{s.key(c.Scope, c.Key)}, append([]any{c.Token}, args...)...).Int()
+	n, err := s.run(ctx, script, []string{s.key(c.Scope, c.Key)}, append([]any{c.Token}, args...)...).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: %s: %w", op, err)
 	}
@@ -229,4 +245,62 @@ func (s *Store) owned(ctx context.Context, op string, script *redis.Script, c id
 		return idempotency.ErrLeaseLost
 	}
 	return nil
+}
+
+// run runs script and returns its answer, or the error of ctx once ctx
+// ends, whichever comes first. A client known to honour ctx runs it in the
+// caller's goroutine. Any other is given a goroutine to run it in, which
+// the caller leaves behind when ctx ends first; the script may still run
+// then, as it may when a deadline cuts a reply short.
+func (s *Store) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if s.deadlines || ctx.Done() == nil {
+		return script.Run(ctx, s.client, keys, args...)
+	}
+	if err := ctx.Err(); err != nil {
+		return failed(ctx, err)
+	}
+	done := make(chan *redis.Cmd, 1)
+	go func() { done <- script.Run(ctx, s.client, keys, args...) }()
+	select {
+	case cmd := <-done:
+		return cmd
+	case <-ctx.Done():
+		select {
+		case cmd := <-done: // the answer came as ctx ended
+			return cmd
+		default:
+			return failed(ctx, ctx.Err())
+		}
+	}
+}
+
+func failed(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
+	return cmd
+}
+
+// honoursDeadlines reports whether client is known to apply a context's
+// deadline to its socket reads and writes. go-redis does only when its
+// options set ContextTimeoutEnabled, and never when ReadTimeout or
+// WriteTimeout disables socket deadlines (-2). Other clients are not
+// assumed to.
+func honoursDeadlines(client redis.UniversalClient) bool {
+	var enabled bool
+	var read, write time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		o := c.Options()
+		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	case *redis.ClusterClient:
+		o := c.Options()
+		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	case *redis.Ring:
+		o := c.Options()
+		enabled, read, write = o.ContextTimeoutEnabled, o.ReadTimeout, o.WriteTimeout
+	}
+	// A negative timeout may mean no socket deadline at all: -2 as given,
+	// -1 once a Client has normalised it. Only zero (no timeout of its own)
+	// or a positive one leaves the context's deadline in force.
+	return enabled && read >= 0 && write >= 0
 }

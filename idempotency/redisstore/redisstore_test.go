@@ -2,7 +2,13 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,6 +108,77 @@ func TestFinishAfterLostConnection(t *testing.T) {
 	backendtest.FinishAfterLostConnection(t, db.store(t, c), p)
 }
 
+// TestClaimAfterLostReply: the claim script ran, but its reply was lost with
+// the connection, and go-redis sent it again. The second run must see its
+// own claim and answer Claimed, not "in flight": otherwise nobody would
+// execute the key until its lease ran out.
+func TestClaimAfterLostReply(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.opts.Addr)
+	opts := *db.opts
+	opts.Addr = p.Addr()
+	opts.PoolSize = 1
+	opts.DialTimeout = 2 * time.Second // MaxRetries stays go-redis's default
+	c := redis.NewClient(&opts)
+	t.Cleanup(func() { c.Close() })
+	s := db.store(t, c)
+	ctx := context.Background()
+	claim := func(key, token string) idempotency.Claim {
+		return idempotency.Claim{Scope: "acct", Key: key, Fingerprint: "fp", Token: token,
+			Now: time.Now(), Lease: time.Minute, TTL: time.Hour}
+	}
+	warm := claim(testenv.Name("warm-"), "w")
+	_, err := s.Claim(ctx, warm) // loads the script on the one pooled connection
+	require.NoError(t, err)
+
+	c1 := claim(testenv.Name("lost-"), "t1")
+	p.LoseNextReply()
+	res, err := s.Claim(ctx, c1)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.Claimed.String(), res.State.String(), "the resent claim is the same claim")
+
+	c2 := c1
+	c2.Token = "t2"
+	res, err = s.Claim(ctx, c2)
+	require.NoError(t, err)
+	assert.Equal(t, idempotency.InFlight.String(), res.State.String(), "another token still finds it in flight")
+	require.NoError(t, s.Finish(ctx, c1, &idempotency.Response{StatusCode: 201, Header: http.Header{}, Body: []byte("ok")}))
+}
+
+// TestStoreOutage: every connection reset for a few seconds while requests
+// are in flight, shorter than the lease; every key executes once.
+func TestStoreOutage(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.opts.Addr)
+	backendtest.StoreOutage(t, db.outageStore(p), p)
+}
+
+// TestStoreOutageLongerThanLease: every connection reset for longer than
+// the lease; the owners answer 503, and the keys execute again.
+func TestStoreOutageLongerThanLease(t *testing.T) {
+	db := setup(t)
+	p := backendtest.NewProxy(t, db.opts.Addr)
+	backendtest.StoreOutageLongerThanLease(t, db.outageStore(p), p)
+}
+
+// outageStore returns a function that makes stores through p, each with a
+// client of its own that applies the middleware's deadlines to its socket
+// and gives up on a reset connection at once.
+func (db *testDB) outageStore(p *backendtest.Proxy) func(t *testing.T) idempotency.Store {
+	return func(t *testing.T) idempotency.Store {
+		opts := *db.opts
+		opts.Addr = p.Addr()
+		opts.ContextTimeoutEnabled = true
+		opts.DialTimeout = 500 * time.Millisecond
+		opts.ReadTimeout = 500 * time.Millisecond
+		opts.WriteTimeout = 500 * time.Millisecond
+		opts.MaxRetries = 1
+		c := redis.NewClient(&opts)
+		t.Cleanup(func() { c.Close() })
+		return db.store(t, c)
+	}
+}
+
 // TestRedisExpiresRecords: Redis's own TTL removes a record, a margin after
 // it expires by the middleware's clock, and never before.
 func TestRedisExpiresRecords(t *testing.T) {
@@ -175,4 +252,127 @@ func TestNewRefusesBadOptions(t *testing.T) {
 func BenchmarkClaims(b *testing.B) {
 	db := setup(b)
 	backendtest.Benchmark(b, backendtest.Backend{Name: "redis", Store: db.store(b, db.client(b, ""))})
+}
+
+// stallProxy forwards TCP connections to a server, and can hold back what
+// the server answers, as a server that hangs would.
+type stallProxy struct {
+	ln      net.Listener
+	stalled atomic.Bool
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+func newStallProxy(tb testing.TB, target string) *stallProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	p := &stallProxy{ln: ln}
+	tb.Cleanup(func() {
+		p.stalled.Store(false)
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, client, server)
+			p.mu.Unlock()
+			go func() {
+				io.Copy(server, client)
+				server.Close()
+			}()
+			go func() {
+				defer client.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := server.Read(buf)
+					for n > 0 && p.stalled.Load() {
+						time.Sleep(5 * time.Millisecond)
+					}
+					if n > 0 {
+						if _, err := client.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) addr() string { return p.ln.Addr().String() }
+
+// TestCallsEndWithTheirContext: a call gives up when its context ends, as
+// the middleware's deadlines need, even while the server does not answer,
+// whether or not the client sets ContextTimeoutEnabled; and one whose
+// context has already ended writes nothing.
+func TestCallsEndWithTheirContext(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", enabled), func(t *testing.T) {
+			db := setup(t)
+			p := newStallProxy(t, db.opts.Addr)
+			opts := *db.opts
+			opts.Addr = p.addr()
+			opts.ContextTimeoutEnabled = enabled
+			opts.ReadTimeout = 10 * time.Second // far past the deadlines below
+			c := redis.NewClient(&opts)
+			t.Cleanup(func() { c.Close() })
+			s := db.store(t, c)
+			ctx := context.Background()
+			claim := idempotency.Claim{Scope: "acct", Key: "k", Fingerprint: "fp", Token: "owner", Now: time.Now(), Lease: time.Minute, TTL: time.Hour}
+
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			res, err := s.Claim(cancelled, claim)
+			require.ErrorIs(t, err, context.Canceled)
+			assert.NotEqual(t, idempotency.Claimed, res.State)
+			res, err = s.Claim(ctx, claim)
+			require.NoError(t, err)
+			require.Equal(t, idempotency.Claimed, res.State, "the cancelled claim left no record")
+
+			resp := &idempotency.Response{StatusCode: http.StatusCreated, Body: []byte("ok")}
+			p.stalled.Store(true)
+			for _, call := range []struct {
+				name string
+				f    func(context.Context) error
+			}{
+				{"renew", func(ctx context.Context) error { return s.Renew(ctx, claim) }},
+				{"finish", func(ctx context.Context) error { return s.Finish(ctx, claim, resp) }},
+			} {
+				short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				start := time.Now()
+				err := call.f(short)
+				cancel()
+				assert.Error(t, err, call.name)
+				assert.Less(t, time.Since(start), 5*time.Second, "%s gave up at its deadline", call.name)
+			}
+			p.stalled.Store(false)
+
+			// The abandoned Finish may have landed: calling Finish again
+			// is what the middleware does, and it succeeds either way.
+			require.NoError(t, s.Finish(ctx, claim, resp))
+			claim.Token = "another"
+			res, err = s.Claim(ctx, claim)
+			require.NoError(t, err)
+			require.Equal(t, idempotency.Finished, res.State)
+			assert.Equal(t, resp.Body, res.Response.Body)
+		})
+	}
 }

@@ -9,8 +9,10 @@ import (
 )
 
 // Proxy forwards TCP connections to a server, and can cut it off: while
-// cut, it closes every connection it carries and every new one it accepts,
-// as a network partition or a dead server would look to the client.
+// cut, it resets (TCP RST) every connection it carries and every new one it
+// accepts, as a crashed server, a failover or a middlebox dropping state
+// looks to the client: each read or write fails at once, with no orderly
+// end of stream.
 type Proxy struct {
 	target string
 	ln     net.Listener
@@ -41,13 +43,27 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 // Addr returns the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Cut closes every connection and refuses new ones until [Proxy.Restore].
+// Cut resets every connection, on both sides, and resets every new one
+// until [Proxy.Restore].
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
+	// Every connection lingers zero first: closing one side ends its
+	// pipe, which closes the other side at once, and that must reset too.
+	for c := range p.conns {
+		noLinger(c)
+	}
 	for c := range p.conns {
 		c.Close()
+	}
+}
+
+// noLinger makes closing c reset it (TCP RST) instead of ending it in
+// order (FIN): the kernel drops what is unsent.
+func noLinger(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 }
 
@@ -85,11 +101,12 @@ func (p *Proxy) accept() {
 	}
 }
 
-// track registers c, or closes it and reports false if the proxy is cut.
+// track registers c, or resets it and reports false if the proxy is cut.
 func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cut {
+		noLinger(c)
 		c.Close()
 		return false
 	}

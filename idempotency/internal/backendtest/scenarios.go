@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -85,7 +86,12 @@ type response struct {
 
 // send posts an order with key to the server at url.
 func send(client *http.Client, url, key string) (response, error) {
-	req, err := http.NewRequest(http.MethodPost, url+"/orders", strings.NewReader(`{"order":"`+key+`"}`))
+	return sendContext(context.Background(), client, url, key)
+}
+
+// sendContext is send, given up when ctx ends.
+func sendContext(ctx context.Context, client *http.Client, url, key string) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/orders", strings.NewReader(`{"order":"`+key+`"}`))
 	if err != nil {
 		return response{}, err
 	}
@@ -135,7 +141,37 @@ const (
 	Keys      = 1000
 	Copies    = 4 // requests per key, one to each instance
 	Workers   = 64
+	// RaceEvery is how often a key is made to race for certain: every
+	// RaceEvery-th key is held in its handler until each of its other
+	// copies has been told 409.
+	RaceEvery = 10
 )
+
+// race holds the execution of one key until every other copy of it has
+// been told 409.
+type race struct {
+	mu         sync.Mutex
+	conflicted map[int]bool // the copies told 409
+	done       chan struct{}
+}
+
+func (rc *race) conflict(copy int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.conflicted) == Copies-1 {
+		return
+	}
+	rc.conflicted[copy] = true
+	if len(rc.conflicted) == Copies-1 {
+		close(rc.done)
+	}
+}
+
+func (rc *race) losers() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.conflicted)
+}
 
 // MultiInstance runs [Instances] instances of one handler, each its own HTTP
 // server with its own middleware and its own store from newStore (so its own
@@ -144,11 +180,25 @@ const (
 // that they race, spread round-robin over the instances, from [Workers]
 // clients that retry a 409 as they are told to. Exactly one request per key
 // may execute; every other one must get its response replayed.
+//
+// Whether the copies of a key meet while it executes is up to the
+// scheduler, except for every [RaceEvery]-th key: its execution waits until
+// each other copy has been told 409, so those races surely happen.
 func MultiInstance(t *testing.T, newStore func(t *testing.T) idempotency.Store) {
 	l := newLedger()
+	prefix := testenv.Name("multi-")
+	keyOf := func(k int) string { return fmt.Sprintf("%s-%04d", prefix, k) }
+	races := map[string]*race{} // read-only once the servers run
+	for k := 0; k < Keys; k += RaceEvery {
+		races[keyOf(k)] = &race{conflicted: map[int]bool{}, done: make(chan struct{})}
+	}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Some work, so that the racing copies find the key in flight.
-		time.Sleep(time.Millisecond)
+		if rc := races[r.Header.Get("Idempotency-Key")]; rc != nil {
+			select {
+			case <-rc.done:
+			case <-time.After(10 * time.Second): // the copies never came: reported below
+			}
+		}
 		l.ServeHTTP(w, r)
 	})
 	urls := make([]string, Instances)
@@ -160,7 +210,6 @@ func MultiInstance(t *testing.T, newStore func(t *testing.T) idempotency.Store) 
 		urls[i] = srv.URL
 	}
 	client := newClient(t, Workers)
-	prefix := testenv.Name("multi-")
 
 	const requests = Keys * Copies
 	results := make([]response, requests)
@@ -172,7 +221,7 @@ func MultiInstance(t *testing.T, newStore func(t *testing.T) idempotency.Store) 
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				key := fmt.Sprintf("%s-%04d", prefix, i/Copies)
+				key := keyOf(i / Copies)
 				url := urls[i%Instances]
 				for attempt := 0; ; attempt++ {
 					res, err := send(client, url, key)
@@ -181,6 +230,9 @@ func MultiInstance(t *testing.T, newStore func(t *testing.T) idempotency.Store) 
 						break
 					}
 					conflicts.Add(1)
+					if rc := races[key]; rc != nil {
+						rc.conflict(i % Copies)
+					}
 					wait(t.Context(), 2*time.Millisecond)
 				}
 			}
@@ -192,12 +244,16 @@ func MultiInstance(t *testing.T, newStore func(t *testing.T) idempotency.Store) 
 	}
 	close(next)
 	wg.Wait()
-	t.Logf("%d requests over %d keys and %d instances in %v; %d answers of 409 retried",
-		requests, Keys, Instances, time.Since(start).Round(time.Millisecond), conflicts.Load())
+	t.Logf("%d requests over %d keys and %d instances in %v; %d answers of 409 retried, %d keys held until they raced",
+		requests, Keys, Instances, time.Since(start).Round(time.Millisecond), conflicts.Load(), len(races))
 
+	for key, rc := range races {
+		assert.Equal(t, Copies-1, rc.losers(), "key %s: every copy but the one executing is told 409", key)
+	}
+	assert.GreaterOrEqual(t, conflicts.Load(), int64(len(races)*(Copies-1)), "answers of 409")
 	executed, replayed := 0, 0
 	for k := range Keys {
-		key := fmt.Sprintf("%s-%04d", prefix, k)
+		key := keyOf(k)
 		require.Equal(t, 1, l.count(key), "key %s executed %d times", key, l.count(key))
 		first := results[k*Copies].body
 		for c := range Copies {
@@ -254,20 +310,36 @@ func (e *eventLog) last(t testing.TB, key string) idempotency.Event {
 
 // FailClosed cuts store off from its server mid-run, with p, which must
 // carry every connection of store. While cut, every request gets 503 with
-// Retry-After and nothing executes; a request whose handler was running
-// when the cut came keeps its claim. Once restored, requests execute and
-// replay again, the first ones perhaps after a 503 or two while the store
-// replaces its broken connections.
+// Retry-After and nothing executes. A request whose handler was running
+// when the cut came keeps its claim, and gets no answer while its response
+// cannot be stored: the store comes back within the lease, and then it gets
+// its 201, stored, which a retry replays. Once restored, requests execute
+// and replay again, the first ones perhaps after a 503 or two while the
+// store replaces its broken connections.
 func FailClosed(t *testing.T, store idempotency.Store, p *Proxy) {
+	// Long enough that the cut never lasts until the fence, three quarters
+	// of the lease after the last renewal.
+	const lease = 10 * time.Second
 	l := newLedger()
 	ev := &eventLog{}
-	mw, err := idempotency.New(store, idempotency.WithObserver(ev.observe))
+	prefix := testenv.Name("cut-")
+	before, mid := prefix+"-before", prefix+"-mid"
+	midFinishFailed := make(chan error, 64)
+	s := &spy{Store: store, finished: func(c idempotency.Claim, _ *idempotency.Response, err error) {
+		if c.Key == mid && err != nil {
+			select {
+			case midFinishFailed <- err:
+			default:
+			}
+		}
+	}}
+	var logged lockedBuffer
+	mw, err := idempotency.New(s, idempotency.WithLease(lease), idempotency.WithObserver(ev.observe),
+		idempotency.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	require.NoError(t, err)
 	srv := httptest.NewServer(mw.Wrap(l))
 	t.Cleanup(srv.Close)
 	client := newClient(t, 4)
-	prefix := testenv.Name("cut-")
-	before, mid := prefix+"-before", prefix+"-mid"
 
 	first := post(t, client, srv.URL, before)
 	require.Equal(t, http.StatusCreated, first.status, first.body)
@@ -284,9 +356,25 @@ func FailClosed(t *testing.T, store idempotency.Store, p *Proxy) {
 	require.Equal(t, mid, <-l.enter)
 	p.Cut()
 	release()
-	res := <-midDone
-	assert.Equal(t, http.StatusCreated, res.status, "the handler ran: its own answer is sent, stored or not")
-	assert.Error(t, ev.last(t, mid).Err, "its response could not be stored")
+	// Its handler has answered, and the middleware tries to store the
+	// answer: two failed attempts show that it retries.
+	for range 2 {
+		select {
+		case err := <-midFinishFailed:
+			t.Logf("storing %s failed, as it must while cut: %v", mid, err)
+		case <-time.After(lease / 2):
+			t.Fatalf("%s: the middleware did not try to store its response twice", mid)
+		}
+	}
+	notAnswered := func() {
+		t.Helper()
+		select {
+		case res := <-midDone:
+			t.Fatalf("%s was answered %d while its response could not be stored: %s", mid, res.status, res.body)
+		default:
+		}
+	}
+	notAnswered()
 
 	for i := range 3 {
 		res := post(t, client, srv.URL, fmt.Sprintf("%s-during-%d", prefix, i))
@@ -294,11 +382,24 @@ func FailClosed(t *testing.T, store idempotency.Store, p *Proxy) {
 		assert.NotEmpty(t, res.retryAfter, "a 503 says when to retry")
 		assert.Contains(t, res.body, "idempotency_store_unavailable")
 	}
-	res = post(t, client, srv.URL, before)
+	res := post(t, client, srv.URL, before)
 	assert.Equal(t, http.StatusServiceUnavailable, res.status, "no replay without the store either")
 	assert.Equal(t, 2, l.total(), "nothing executed while the store was cut off")
+	notAnswered()
 
 	p.Restore()
+	select {
+	case res = <-midDone:
+	case <-time.After(lease):
+		t.Fatalf("%s: no answer once the store was back", mid)
+	}
+	assert.Equal(t, http.StatusCreated, res.status, "the store came back within the lease: %s", res.body)
+	assert.False(t, res.replayed)
+	midBody := res.body
+	if e := ev.last(t, mid); assert.Equal(t, idempotency.Executed.String(), e.Outcome.String()) {
+		assert.NoError(t, e.Err)
+	}
+
 	// The client retries a 503, as Retry-After tells it to.
 	retry := func(key string) response {
 		for range 50 {
@@ -322,10 +423,11 @@ func FailClosed(t *testing.T, store idempotency.Store, p *Proxy) {
 	assert.True(t, res.replayed, "the record from before the cut is intact")
 	assert.Equal(t, first.body, res.body)
 	res = retry(mid)
-	assert.Equal(t, http.StatusConflict, res.status,
-		"a claim whose response was not stored stays in flight until its lease runs out, rather than executing twice")
-	assert.Equal(t, 1, l.count(mid))
+	assert.True(t, res.replayed, "the response stored after the cut is replayed: %s", res.body)
+	assert.Equal(t, midBody, res.body)
+	assert.Equal(t, 1, l.count(mid), "the request running at the cut executed once")
 	assert.Equal(t, 5, l.total())
+	assert.NotContains(t, logged.String(), "level=ERROR", "every response was stored")
 }
 
 // fakeClock is a clock that moves only when told to.
@@ -352,9 +454,19 @@ func (c *fakeClock) Advance(d time.Duration) {
 // heartbeat can no longer renew the lease, as if its process had died. On
 // a controlled clock the key stays in flight until the lease runs out; then
 // the heir's retry claims it and executes. When the owner comes back, its
-// late response is refused, and the heir's is the one replayed.
+// late response is refused: the owner's client gets 503
+// idempotency_response_not_stored, never the owner's 201, and the heir's
+// response is the one replayed.
+//
+// The clock dates claims, but the middleware's timers are real: the
+// heartbeat (every 20s) and the fence (45s) never fire in this test. On
+// real time the fence would have made the owner give up before the heir
+// could take over; here the owner's handler returns only once the heir has
+// taken over and the owner is back, so that its one Finish meets the
+// store's token check, which refuses it at once with ErrLeaseLost. Were the
+// owner still cut off, it would retry Finish until its fence, 45s away.
 func Takeover(t *testing.T, owner idempotency.Store, p *Proxy, heir idempotency.Store) {
-	const lease = time.Minute // its heartbeat, every 20s of real time, never comes in this test
+	const lease = time.Minute
 	clock := &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	l := newLedger()
 	ownerEvents := &eventLog{}
@@ -365,7 +477,9 @@ func Takeover(t *testing.T, owner idempotency.Store, p *Proxy, heir idempotency.
 		t.Cleanup(srv.Close)
 		return srv.URL
 	}
-	ownerURL := newServer(owner, idempotency.WithObserver(ownerEvents.observe))
+	var ownerLog lockedBuffer
+	ownerURL := newServer(owner, idempotency.WithObserver(ownerEvents.observe),
+		idempotency.WithLogger(slog.New(slog.NewTextHandler(&ownerLog, nil))))
 	heirURL := newServer(heir)
 	client := newClient(t, 4)
 	key := testenv.Name("takeover-")
@@ -397,8 +511,14 @@ func Takeover(t *testing.T, owner idempotency.Store, p *Proxy, heir idempotency.
 
 	p.Restore()
 	release()
-	<-ownerDone
-	assert.ErrorIs(t, ownerEvents.last(t, key).Err, idempotency.ErrLeaseLost, "the owner's late response is refused")
+	res = <-ownerDone
+	assert.Equal(t, http.StatusServiceUnavailable, res.status, "the owner's response was not stored, so it is not sent: %s", res.body)
+	assert.Contains(t, res.body, "idempotency_response_not_stored")
+	assert.NotEmpty(t, res.retryAfter)
+	ev := ownerEvents.last(t, key)
+	assert.Equal(t, idempotency.NotStored.String(), ev.Outcome.String())
+	assert.ErrorIs(t, ev.Err, idempotency.ErrLeaseLost, "the owner's late response is refused")
+	assert.Equal(t, 1, strings.Count(ownerLog.String(), "level=ERROR"), "the middleware logs it:\n%s", ownerLog.String())
 
 	res = post(t, client, heirURL, key)
 	assert.True(t, res.replayed)
@@ -417,7 +537,9 @@ func Takeover(t *testing.T, owner idempotency.Store, p *Proxy, heir idempotency.
 //     request executed. Finish must store the response on a fresh one.
 //   - Lost reply: the server ran Finish, but its answer was lost with the
 //     connection. Finish must report success, not a lease lost to nobody,
-//     and the response must be stored; a second Finish still fails.
+//     and the response must be stored. A second Finish of the same claim,
+//     as the middleware sends when it cannot tell whether the first
+//     landed, succeeds too and leaves the stored response as it was.
 func FinishAfterLostConnection(t *testing.T, store idempotency.Store, p *Proxy) {
 	ctx := context.Background()
 	claim := func(key string) idempotency.Claim {
@@ -467,7 +589,9 @@ func FinishAfterLostConnection(t *testing.T, store idempotency.Store, p *Proxy) 
 		require.NoError(t, store.Finish(ctx, c, resp),
 			"the first attempt landed: its retry must say so, not report a lease lost")
 		replayed(c)
-		assert.ErrorIs(t, store.Finish(ctx, c, resp), idempotency.ErrLeaseLost, "a second Finish still fails")
+		other := &idempotency.Response{StatusCode: http.StatusAccepted, Body: []byte(`{"id":"ch_2"}`)}
+		assert.NoError(t, store.Finish(ctx, c, other), "a second Finish of the same claim is no error")
+		replayed(c) // the first response, not other
 	})
 }
 
@@ -488,7 +612,8 @@ type Backend struct {
 // sees, whose difference from the memory store's is the latency the backend
 // adds to each request.
 func Benchmark(b *testing.B, backends ...Backend) {
-	all := append([]Backend{{"memory", idempotency.NewMemoryStore()}}, backends...)
+	// Unbounded, so that a long run measures new keys rather than refusals.
+	all := append([]Backend{{"memory", idempotency.NewMemoryStore(idempotency.WithMemoryMaxBytes(0))}}, backends...)
 	for _, be := range all {
 		b.Run(be.Name+"/claim", func(b *testing.B) {
 			prefix := testenv.Name("bench-") // new keys in every round
