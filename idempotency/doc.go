@@ -20,8 +20,9 @@
 //
 // Every method but the safe ones (GET, HEAD, OPTIONS, TRACE), in any letter
 // case, needs a key. Keys are scoped per caller, by default by a hash of the
-// Authorization header (see [WithScope]), so that one account can never
-// replay another's response nor burn a key that another will send; they
+// Authorization header, so that one account can never replay another's
+// response nor burn a key that another will send; scope by account for any
+// API whose credentials change between attempts (see [WithScope]). Keys
 // expire after a TTL.
 //
 // # Store outages, crashes and poisoned keys
@@ -34,15 +35,17 @@
 // is stored. If the handler is still running when three quarters of the
 // lease have gone without a renewal, the owner stops it before anyone else
 // may take the key: it cancels the handler's context and stores nothing of
-// its answer. A response the handler already gave is retried until the
-// lease runs out. A response not stored by then gets the client 503 with
+// its answer. A response the handler already gave is retried for up to a
+// lease. A response not stored by then gets the client 503 with
 // Retry-After, and [NotStored] goes to the observer and the log.
 //
 // What remains possible: when the store is out for longer than that, or the
-// process dies, the lease runs out and a retry executes again. A client
-// never sees two different successful answers for one key, since only a
-// stored answer is sent, but a side effect outside the store, such as a
-// call to a payment gateway, can happen twice. Keep those side effects
+// process dies, the lease runs out and a retry executes again. Within a
+// scope and the TTL, a client never sees two different successful answers
+// for one key, since only a stored answer is sent (or, for a response too
+// large to store, one sent once in place of its stored placeholder); but a
+// side effect outside the store, such as a call to a payment gateway, can
+// happen twice. Keep those side effects
 // transactional, or pass the downstream call a key derived from this one,
 // so that a re-execution replays there too.
 //

@@ -169,9 +169,11 @@ func WithMemoryMaxRecords(n int) MemoryOption {
 // The bound is checked when a claim adds a record. [MemoryStore.Finish]
 // always stores its response, even when that takes the store past the
 // bound, since the request has executed by then and refusing would leave
-// it unanswerable for retries; the middleware bounds a response's size (see
-// [WithMaxResponseBytes]), which bounds the overshoot. New claims are refused
-// until expired records bring the store back under the bound.
+// it unanswerable for retries. The overshoot is at most the responses of
+// the claims in flight when the bound was reached, each bounded by the
+// middleware (see [WithMaxResponseBytes]): leave room for your concurrency
+// times that bound. New claims are refused until expired records bring the
+// store back under the bound.
 func WithMemoryMaxBytes(n int64) MemoryOption {
 	return func(s *MemoryStore) { s.maxBytes = bound(n) }
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -91,9 +92,9 @@ func WithTTL(d time.Duration) Option {
 // cancels the handler's context and stores nothing of its answer. The last
 // quarter is the margin that keeps the handler from acting on a claim that
 // another instance may soon hold, and it must cover the clock skew between
-// instances. A response the handler already gave is retried until the lease
-// runs out, since a store only takes it while the claim is still the
-// owner's. Either way, a response not stored gets the client a 503.
+// instances. A response the handler already gave is retried for up to a
+// lease after it returned, since a store only takes it while the claim is
+// still the owner's. Either way, a response not stored gets the client 503.
 func WithLease(d time.Duration) Option {
 	return func(m *Middleware) error {
 		if d <= 0 {
@@ -122,7 +123,8 @@ func WithStoreTimeout(d time.Duration) Option {
 // [DefaultHandlerTimeout]): its context ends then, with
 // [context.DeadlineExceeded]. The handler's context is detached from the
 // client's connection, so a client that hangs up does not stop a payment
-// halfway; this deadline is what stops a handler that never returns.
+// halfway; this deadline is what ends the context of a handler that would
+// run for ever. Like every context, it only helps a handler that watches it.
 func WithHandlerTimeout(d time.Duration) Option {
 	return func(m *Middleware) error {
 		if d <= 0 {
@@ -136,9 +138,10 @@ func WithHandlerTimeout(d time.Duration) Option {
 // WithMaxResponseBytes bounds the response stored for a key (default
 // [DefaultMaxResponseBytes]). A handler may still answer more: once its
 // response grows past the bound, the middleware stores in its place a 500
-// with the code idempotency_response_too_large, and then streams the real
-// response to the client, unbuffered. A retry of that key gets the stored
-// 500 replayed; it never executes again.
+// with the code idempotency_response_too_large, and then sends the real
+// response on to the client as the handler writes it (if the placeholder
+// cannot be stored, the client gets 503 instead). A retry of that key gets
+// the stored 500 replayed; it never executes again.
 func WithMaxResponseBytes(n int64) Option {
 	return func(m *Middleware) error {
 		if n <= 0 {
@@ -220,8 +223,13 @@ func WithClock(now func() time.Time) Option {
 //
 // The default scope is [AuthorizationScope]: each distinct Authorization
 // header is a scope of its own, and requests without one share a scope.
-// Sessions and cookies need a scope function of their own;
-// [WithoutScope] puts every request in one scope.
+// That suits clients with a fixed API key. It does not suit credentials
+// that change between the attempts of one operation: after an OAuth token
+// refresh, or with per-request signatures (SigV4, a JWT with iat), a retry
+// lands in a new scope and executes again. Any authenticated API should
+// scope by the account it authenticated, with WithScope(accountOf);
+// sessions and cookies need a scope function too, and [WithoutScope] puts
+// every request in one scope.
 func WithScope(scope func(*http.Request) string) Option {
 	return func(m *Middleware) error {
 		if scope == nil {
@@ -241,9 +249,10 @@ func WithoutScope() Option {
 	}
 }
 
-// AuthorizationScope is the default scope: a SHA-256 hash of the request's
-// Authorization header, so that the store never holds a credential; "" when
-// the request has none.
+// AuthorizationScope is the default scope: "auth:" and the first 128 bits,
+// in hex, of a SHA-256 hash of the request's Authorization header values,
+// under a prefix of its own, so that the store never holds a credential;
+// "" when the request has none. See [WithScope] for when it does not fit.
 func AuthorizationScope(r *http.Request) string {
 	auth := r.Header.Values("Authorization")
 	if len(auth) == 0 {
@@ -355,8 +364,8 @@ const (
 	// Released: the handler ran but called [NotExecuted], so its response
 	// was sent without being stored and the key was released.
 	Released
-	// Unkeyed: a request passed through without a key (safe methods, or
-	// [WithOptionalKey]).
+	// Unkeyed: a request without a key passed through, under
+	// [WithOptionalKey]. Requests with a safe method are not observed.
 	Unkeyed
 	// Refused: the request was refused before a claim (body too large or
 	// unreadable).
@@ -364,11 +373,13 @@ const (
 	// StoreFailed: the store could not answer the claim, or had no room
 	// for it ([ErrStoreFull]); 503, and nothing executed.
 	StoreFailed
-	// NotStored: the handler ran, but its response could not be stored
-	// before the claim's lease would run out (Event.Err says why). The
-	// client got 503 with Retry-After instead of the handler's answer, and
-	// the key stays in flight until its lease runs out; a retry after that
-	// executes again. The middleware also logs it at level Error.
+	// NotStored: the handler ran, but its response was not stored (Event.Err
+	// says why): the owner gave the claim up (see [WithLease]), or another
+	// request holds it. The client got 503 with Retry-After instead of the
+	// handler's answer, and the key stays in flight until its lease runs
+	// out; a retry after that may execute again, unless a Finish whose
+	// answer was lost did store the response, which the retry then gets.
+	// The middleware also logs it at level Error.
 	NotStored
 )
 
@@ -582,7 +593,7 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	defer cancel()
 	a := &attempt{}
 	rec := &recorder{header: make(http.Header), max: m.maxResponse, w: w,
-		overflow: func(rec *recorder) error { return m.overflow(w, r, o, rec, ev) }}
+		overflow: func(rec *recorder) error { return m.overflow(w, r, o, a, rec, ev) }}
 	r2 := r.WithContext(context.WithValue(hctx, attemptKey{}, a))
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
@@ -593,6 +604,12 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 		defer func() {
 			if panicked {
 				panicValue = recover()
+				// The panic goes on from execute, which hides where it
+				// began: log the handler's own stack.
+				m.log().LogAttrs(r.Context(), slog.LevelError, "idempotency: the handler panicked",
+					slog.String("method", r.Method), slog.String("path", r.URL.Path),
+					slog.String("idempotency_key", o.c.Key), slog.Any("panic", panicValue),
+					slog.String("stack", string(debug.Stack())))
 			}
 		}()
 		next.ServeHTTP(rec, r2)
@@ -641,9 +658,15 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 }
 
 // overflow is called once, when the handler's response grows past
-// maxResponse: it stores a placeholder for the key, then lets the response
-// through to the client unbuffered.
-func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, rec *recorder, ev *Event) error {
+// maxResponse: it stores a placeholder for the key, or releases it if the
+// handler executed nothing, then lets the response through to the client.
+func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, a *attempt, rec *recorder, ev *Event) error {
+	if a.notExecuted.Load() {
+		o.stop()
+		ev.Outcome, ev.StatusCode = Released, rec.status()
+		ev.Err = m.release(o)
+		return rec.flushTo(w)
+	}
 	resp := m.errorResponse(r, &Error{StatusCode: http.StatusInternalServerError, Type: "api_error",
 		Code: "idempotency_response_too_large",
 		Message: "the request executed, but its response was larger than " + strconv.FormatInt(m.maxResponse, 10) +
@@ -657,14 +680,7 @@ func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, 
 		return err
 	}
 	ev.Outcome, ev.StatusCode, ev.Err = Executed, rec.status(), ErrResponseTooLarge
-	h := w.Header()
-	for k, v := range rec.header {
-		h[k] = v
-	}
-	w.WriteHeader(rec.status())
-	_, err = w.Write(rec.body.Bytes())
-	rec.body = bytes.Buffer{}
-	return err
+	return rec.flushTo(w)
 }
 
 // notStored answers 503 for an execution whose response is not stored, and
@@ -750,6 +766,18 @@ type recorder struct {
 func (rec *recorder) Header() http.Header { return rec.header }
 
 func (rec *recorder) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An informational answer, such as 103 Early Hints, is no outcome:
+		// it goes to the client at once, and is not stored.
+		if rec.w != nil && !rec.wroteHeader {
+			h := rec.w.Header()
+			for k, v := range rec.header {
+				h[k] = v
+			}
+			rec.w.WriteHeader(code)
+		}
+		return
+	}
 	if !rec.wroteHeader {
 		rec.code, rec.wroteHeader = code, true
 	}
@@ -791,15 +819,63 @@ func (rec *recorder) response(names []string) *Response {
 }
 
 // writeTo sends the buffered response, whole, with its length, so that a
-// client can tell it got all of it even if a panic follows.
+// client can tell it got all of it even if a panic follows; and its
+// trailers, if it declared any, after it.
 func (rec *recorder) writeTo(w http.ResponseWriter) {
+	trailers := rec.trailers()
+	h := w.Header()
+	for k, v := range rec.header {
+		if _, ok := trailers[k]; !ok {
+			h[k] = v
+		}
+	}
+	code := rec.status()
+	if len(trailers) == 0 && code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(rec.body.Len()))
+	}
+	w.WriteHeader(code)
+	w.Write(rec.body.Bytes())
+	for k := range trailers {
+		if v, ok := rec.header[k]; ok {
+			h[k] = v
+		}
+	}
+}
+
+// trailers returns the names of the trailers the handler declared, in the
+// Trailer header or with [http.TrailerPrefix].
+func (rec *recorder) trailers() map[string]struct{} {
+	var names map[string]struct{}
+	add := func(k string) {
+		if names == nil {
+			names = map[string]struct{}{}
+		}
+		names[k] = struct{}{}
+	}
+	for _, v := range rec.header["Trailer"] {
+		for n := range strings.SplitSeq(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				add(http.CanonicalHeaderKey(n))
+			}
+		}
+	}
+	for k := range rec.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			add(k)
+		}
+	}
+	return names
+}
+
+// flushTo sends what the recorder holds so far, when the response has
+// outgrown it, and lets the rest through.
+func (rec *recorder) flushTo(w http.ResponseWriter) error {
 	h := w.Header()
 	for k, v := range rec.header {
 		h[k] = v
 	}
-	if code := rec.status(); code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified {
-		h.Set("Content-Length", strconv.Itoa(rec.body.Len()))
-	}
 	w.WriteHeader(rec.status())
-	w.Write(rec.body.Bytes())
+	_, err := w.Write(rec.body.Bytes())
+	rec.body = bytes.Buffer{}
+	return err
 }

@@ -732,3 +732,82 @@ func TestHeartbeatKeepsSlowHandlersClaim(t *testing.T) {
 	<-done
 	assert.EqualValues(t, 1, calls.Load())
 }
+
+// TestNotExecutedLargeResponseReleasesTheKey: a handler that refuses the
+// request (NotExecuted) with an error body over WithMaxResponseBytes has
+// its key released, as for any refusal, not the too-large placeholder
+// stored: the corrected request may use the key.
+func TestNotExecutedLargeResponseReleasesTheKey(t *testing.T) {
+	var executed atomic.Int32
+	h := newMiddleware(t, idempotency.NewMemoryStore(), idempotency.WithMaxResponseBytes(64)).Wrap(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if !strings.Contains(string(body), "amount") {
+				idempotency.NotExecuted(r.Context())
+				http.Error(w, "amount is required; "+strings.Repeat("see the docs. ", 10), http.StatusBadRequest)
+				return
+			}
+			executed.Add(1)
+			w.WriteHeader(http.StatusCreated)
+		}))
+
+	refused := post(h, "/charges", "k", `{"currency":"usd"}`)
+	require.Equal(t, http.StatusBadRequest, refused.Code)
+
+	same := post(h, "/charges", "k", `{"currency":"usd"}`)
+	assert.Equal(t, http.StatusBadRequest, same.Code, "nothing executed, so nothing may be replayed: %s", same.Body)
+	fixed := post(h, "/charges", "k", `{"currency":"usd","amount":5}`)
+	assert.Equal(t, http.StatusCreated, fixed.Code, "the corrected request may use the key: %s", fixed.Body)
+	assert.EqualValues(t, 1, executed.Load())
+}
+
+// TestEarlyHintsAreNotTheFinalStatus: a handler that sends 103 Early Hints
+// before its 201 has the 201 stored and sent; the hints go to the client as
+// they come, and are not stored.
+func TestEarlyHintsAreNotTheFinalStatus(t *testing.T) {
+	h := newMiddleware(t, idempotency.NewMemoryStore()).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"id":"ord_1"}`))
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	send := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/orders", strings.NewReader(`{}`))
+		req.Header.Set("Idempotency-Key", "k")
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := send()
+	assert.Equal(t, http.StatusCreated, code, body)
+	code, body = send()
+	assert.Equal(t, http.StatusCreated, code, "the replay: %s", body)
+}
+
+// TestTrailersAreKept: a trailer the handler declares arrives as a trailer,
+// not as a header, and one set with http.TrailerPrefix is not dropped.
+func TestTrailersAreKept(t *testing.T) {
+	h := newMiddleware(t, idempotency.NewMemoryStore()).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("hello"))
+		w.Header().Set("X-Checksum", "abc")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/exports", strings.NewReader(`{}`))
+	req.Header.Set("Idempotency-Key", "k")
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Empty(t, resp.Header.Get("X-Checksum"), "a trailer is not a header")
+	assert.Equal(t, "abc", resp.Trailer.Get("X-Checksum"))
+	assert.Equal(t, "late", resp.Trailer.Get("X-Late"))
+}

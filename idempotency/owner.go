@@ -10,9 +10,11 @@ import (
 )
 
 // ErrLeaseExpired is the cause of a handler's context, and the [Event].Err
-// of a [NotStored] request, when the middleware could not renew the claim
-// for three quarters of its lease: past that point another instance may
-// soon take the key over, so the owner stops acting on it.
+// of a [NotStored] request, when the middleware gave the claim up in time:
+// while the handler ran, because it could not renew the claim for three
+// quarters of its lease, past which another instance may soon take the key
+// over; once the handler had returned, because its response could not be
+// stored within a lease.
 var ErrLeaseExpired = errors.New("idempotency: the claim could not be renewed before its lease would run out")
 
 // stopper is what the middleware keeps of a scheduled call: a *time.Timer,
@@ -31,7 +33,9 @@ type stopper interface{ Stop() bool }
 // nothing of what the handler then answers, since that answer may be the
 // cancellation's. Once the handler has returned, its response only waits
 // to be stored, and a Finish lands only if the token still holds the claim,
-// so the fence moves to the lease's end: Finish is retried until then.
+// so the fence moves to one lease after the handler returned: Finish is
+// retried until then, and renewals go on meanwhile, but do not move it, so
+// that a store that renews but cannot store gets the client its 503.
 //
 // The times are the middleware's clock, as the store compares them; the
 // schedule runs on timers.
@@ -47,6 +51,7 @@ type owner struct {
 	until     time.Time // the lease's end as the store last confirmed it
 	failures  int       // renewals that failed in a row
 	finishing bool      // the handler is done, and Finish's answers decide
+	finishBy  time.Time // when finishing, the time to give up storing
 	done      bool      // stored or given up: no more renewals
 	cause     error     // why the claim is no longer surely this owner's
 	renewT    stopper
@@ -67,7 +72,7 @@ func (m *Middleware) own(base context.Context, c Claim) *owner {
 
 func (o *owner) fenceAtLocked() time.Time {
 	if o.finishing {
-		return o.until
+		return o.finishBy
 	}
 	return o.until.Add(-o.m.lease / 4)
 }
@@ -105,7 +110,8 @@ func (o *owner) lostCause() error {
 }
 
 // renew extends the lease, and schedules the next renewal: a third of the
-// lease later, or sooner, with backoff, after a failure.
+// lease after the time this one confirmed, however long it took to come
+// back, or sooner, with backoff, after a failure.
 func (o *owner) renew() {
 	o.mu.Lock()
 	stopped := o.done || o.cause != nil
@@ -130,6 +136,7 @@ func (o *owner) renew() {
 		if u := c.Now.Add(c.Lease); u.After(o.until) {
 			o.until = u
 		}
+		next = max(0, c.Now.Add(o.m.lease/3).Sub(o.m.now()))
 		o.failures = 0
 		o.armFenceLocked()
 	case errors.Is(err, ErrLeaseLost):
@@ -167,7 +174,7 @@ func (o *owner) remaining() time.Duration {
 }
 
 // handlerReturned tells the owner that the handler is done, and moves the
-// fence to the lease's end. It returns why the owner was lost while the
+// fence to one lease from now. It returns why the owner was lost while the
 // handler ran, if it was: then nothing of the handler's may be stored.
 func (o *owner) handlerReturned() error {
 	o.mu.Lock()
@@ -176,6 +183,7 @@ func (o *owner) handlerReturned() error {
 		return o.cause
 	}
 	o.finishing = true
+	o.finishBy = o.m.now().Add(o.m.lease)
 	o.armFenceLocked()
 	return nil
 }
@@ -195,10 +203,10 @@ func (o *owner) close() {
 }
 
 // finish stores resp, once [owner.handlerReturned] has been called,
-// retrying with backoff until the lease would run out; the lease keeps being
-// renewed meanwhile, and each renewal moves that end. It returns nil once
-// resp is stored, ErrLeaseLost if the store says the claim is another's, or
-// ErrLeaseExpired with the store's last error.
+// retrying with backoff for up to a lease; the lease keeps being renewed
+// meanwhile. It returns nil once resp is stored, ErrLeaseLost if the store
+// says the claim is another's, or ErrLeaseExpired with the store's last
+// error.
 func (o *owner) finish(resp *Response) error {
 	var last error
 	for attempt := 1; ; attempt++ {

@@ -86,10 +86,11 @@ func (ft *fakeTimers) next(t *testing.T, kind string) *fakeTimer {
 // its call's context ends, and tells the test of every call.
 type flakyStore struct {
 	*idempotency.MemoryStore
-	down     atomic.Bool
-	hang     atomic.Bool
-	renews   chan error
-	finishes chan error
+	down       atomic.Bool
+	hang       atomic.Bool
+	finishDown atomic.Bool // only Finish fails
+	renews     chan error
+	finishes   chan error
 }
 
 var errDown = errors.New("connection reset by peer")
@@ -128,6 +129,9 @@ func (s *flakyStore) Renew(ctx context.Context, c idempotency.Claim) error {
 
 func (s *flakyStore) Finish(ctx context.Context, c idempotency.Claim, r *idempotency.Response) error {
 	err := s.fail(ctx)
+	if err == nil && s.finishDown.Load() {
+		err = errDown
+	}
 	if err == nil {
 		err = s.MemoryStore.Finish(ctx, c, r)
 	}
@@ -239,7 +243,7 @@ func TestFinishWaitsOutAStoreOutage(t *testing.T) {
 	require.True(t, renew.fire())
 	require.NoError(t, recv(t, store.renews, "a renewal"))
 	moved := ft.next(t, "fence")
-	assert.Equal(t, lease, moved.d, "the renewal moves the lease's end on")
+	assert.Equal(t, lease/3, moved.d, "a renewal does not move the time to give up: a lease after the handler returned")
 	assert.False(t, fence.fire(), "the handler's fence was taken down")
 	assert.False(t, finishing.fire(), "and so was the old end of the lease")
 	noAnswerYet(t, held, "Finish has not been retried yet")
@@ -309,6 +313,45 @@ func TestOutageLongerThanTheLease(t *testing.T) {
 	assert.EqualValues(t, 2, held.calls.Load())
 	assert.Equal(t, again.Body.String(), post(h, "/orders", "k", `{"amount":1}`).Body.String(),
 		"the one 2xx clients see for the key is the stored one")
+}
+
+// TestResponseNotStoredWithinALease: the store renews the claim but cannot
+// store the response (a large Finish that keeps timing out). Renewals keep
+// the key from anyone else, but do not move the time to give up: a lease
+// after the handler returned, the client gets its 503. (A first version let
+// every renewal move it, and the request waited forever.)
+func TestResponseNotStoredWithinALease(t *testing.T) {
+	clock := newFakeClock()
+	store := newFlakyStore()
+	mw := newMiddleware(t, store, idempotency.WithClock(clock.Now), idempotency.WithLogger(slog.New(slog.DiscardHandler)))
+	ft := useFakeTimers(mw)
+	held := newHeld()
+	h := mw.Wrap(held)
+	const lease = idempotency.DefaultLease
+
+	start(t, h, held, "k")
+	renew := ft.next(t, "renew")
+	ft.next(t, "fence") // the handler's
+	store.finishDown.Store(true)
+	close(held.release)
+	assert.ErrorIs(t, recv(t, store.finishes, "Finish"), errDown)
+	end := ft.next(t, "fence")
+	assert.Equal(t, lease, end.d)
+
+	clock.Advance(lease / 3)
+	require.True(t, renew.fire())
+	require.NoError(t, recv(t, store.renews, "a renewal"))
+	end = ft.next(t, "fence")
+	assert.Equal(t, lease*2/3, end.d, "the renewal did not move the end")
+	noAnswerYet(t, held, "a lease has not passed")
+
+	clock.Advance(end.d)
+	require.True(t, end.fire())
+	w := recv(t, held.done, "the answer")
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+	assert.Equal(t, "idempotency_response_not_stored", errorCode(t, w))
+	assert.Equal(t, "10", w.Header().Get("Retry-After"), "the renewed lease runs 10s more")
+	assert.Equal(t, http.StatusConflict, post(h, "/orders", "k", `{"amount":1}`).Code, "nobody else takes the key meanwhile")
 }
 
 // TestFenceStopsARunningHandler: the store goes down while the handler
