@@ -2,6 +2,8 @@ package payonce
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
@@ -173,9 +175,6 @@ func (s *ChargesService) List(ctx context.Context, params *ChargeListParams) ite
 				return
 			}
 			for _, ch := range page.Data {
-				if ch == nil {
-					continue
-				}
 				ch.LastResponse = page.LastResponse
 				if !yield(ch, nil) {
 					return
@@ -185,7 +184,7 @@ func (s *ChargesService) List(ctx context.Context, params *ChargeListParams) ite
 				return
 			}
 			last := page.Data[len(page.Data)-1]
-			if last == nil || last.ID == "" || last.ID == after {
+			if last.ID == after {
 				yield(nil, invalidf("list charges: the gateway said has_more but the page does not advance"))
 				return
 			}
@@ -196,6 +195,7 @@ func (s *ChargesService) List(ctx context.Context, params *ChargeListParams) ite
 
 // chargePage is one page of GET /v1/charges.
 type chargePage struct {
+	Object       string    `json:"object"`
 	Data         []*Charge `json:"data"`
 	HasMore      bool      `json:"has_more"`
 	LastResponse *Response `json:"-"`
@@ -203,3 +203,35 @@ type chargePage struct {
 
 func (p *chargePage) setLastResponse(r *Response) { p.LastResponse = r }
 func (c *Charge) setLastResponse(r *Response)     { c.LastResponse = r }
+
+// check makes a 2xx body that lacks the charge's id (or names another
+// object) an error rather than a zero Charge.
+func (c *Charge) check() error {
+	switch {
+	case c.ID == "":
+		return errors.New("the body is not a charge: it has no id")
+	case c.Object != "" && c.Object != "charge":
+		return errors.New("the body is not a charge: its object is not \"charge\"")
+	}
+	return nil
+}
+
+// check requires the page's data member and a charge with an id in each
+// of its places.
+func (p *chargePage) check() error {
+	switch {
+	case p.Object != "" && p.Object != "list":
+		return errors.New("the body is not a list: its object is not \"list\"")
+	case p.Data == nil:
+		return errors.New("the body is not a list of charges: it has no data")
+	}
+	for i, ch := range p.Data {
+		if ch == nil {
+			return fmt.Errorf("data[%d] is null", i)
+		}
+		if err := ch.check(); err != nil {
+			return fmt.Errorf("data[%d]: %w", i, err)
+		}
+	}
+	return nil
+}

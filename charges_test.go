@@ -186,7 +186,11 @@ func TestListSurvivesAHostileGateway(t *testing.T) {
 	var gets atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gets.Add(1)
-		fmt.Fprint(w, `{"object":"list","data":[null,{"id":"ch_1"}],"has_more":true}`) // never advances
+		if r.URL.Query().Get("limit") == "7" {
+			fmt.Fprint(w, `{"object":"list","data":[null,{"id":"ch_1"}],"has_more":true}`) // a hole in data
+			return
+		}
+		fmt.Fprint(w, `{"object":"list","data":[{"id":"ch_1"}],"has_more":true}`) // never advances
 	}))
 	defer srv.Close()
 	c := (&fakeGateway{URL: srv.URL}).client(t)
@@ -206,4 +210,15 @@ func TestListSurvivesAHostileGateway(t *testing.T) {
 	assert.Equal(t, 1, failures)
 	assert.Equal(t, 2, seen)
 	assert.Equal(t, int32(2), gets.Load())
+
+	// A null where a charge should be is a malformed page, not a charge to
+	// skip: nothing is yielded but the error.
+	seen = 0
+	for ch, err := range c.Charges.List(context.Background(), &ChargeListParams{Limit: 7}) {
+		require.ErrorIs(t, err, ErrMalformedResponse)
+		assert.Nil(t, ch)
+		assert.Contains(t, err.Error(), "data[0] is null")
+		seen++
+	}
+	assert.Equal(t, 1, seen)
 }

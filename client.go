@@ -1,6 +1,7 @@
 package payonce
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,7 +48,8 @@ type service struct {
 
 type config struct {
 	apiKey         secret
-	authorization  secret // "Bearer " + apiKey, built once for every request
+	authorization  secret    // "Bearer " + apiKey, built once for every request
+	scrubber       *scrubber // redacts apiKey from what the server sends back
 	baseURL        *url.URL
 	rawBaseURL     string
 	httpClient     *http.Client
@@ -84,11 +86,22 @@ func WithBaseURL(rawURL string) Option {
 }
 
 // WithHTTPClient sets the HTTP client used for every attempt. The client is
-// copied when NewClient runs (changes to it afterwards are not seen), its
+// copied when NewClient runs (changes to it afterwards are not seen), and its
 // Transport (http.DefaultTransport when nil) is wrapped to add the
-// per-attempt timeout, and redirects are not followed unless it sets its own
-// CheckRedirect. The default client has dial, TLS handshake and idle
+// per-attempt timeout. The default client has dial, TLS handshake and idle
 // timeouts, and keeps up to 32 idle connections per host.
+//
+// The client never follows a redirect, whatever hc.CheckRedirect says: the
+// gateway's contract has no 3xx, and following one could send the API key
+// to another origin (another host, or the same host on another port) or in
+// clear text after an https→http downgrade, and would turn a POST into a
+// GET whose answer reads as the POST's. A 3xx is returned as an *[Error]
+// with its status, never retried; for a POST it comes inside an
+// *[OutcomeUnknownError], as what happened before the redirect is unknown.
+//
+// The client makes every resend itself, so hc.Transport should not retry on
+// its own: with http.Transport (the default) it cannot, as each attempt is
+// sent so that net/http cannot replay it.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) error {
 		if hc == nil {
@@ -270,6 +283,7 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 	}
 	cfg.apiKey = newSecret(apiKey)
 	cfg.authorization = newSecret("Bearer " + apiKey)
+	cfg.scrubber = newScrubber(apiKey)
 	if !cfg.budgetSet {
 		cfg.budget, _ = NewRetryBudget(RetryBudgetConfig{}) // the defaults are valid
 	}
@@ -347,9 +361,9 @@ func newHTTPClient(user *http.Client, attemptTimeout time.Duration) *http.Client
 			ExpectContinueTimeout: time.Second,
 		}
 	}
-	if hc.CheckRedirect == nil {
-		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	}
+	// Never follow a redirect, whatever the caller's client says (see
+	// WithHTTPClient).
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	hc.Transport = &attemptTransport{base: base, timeout: attemptTimeout}
 	return &hc
 }
@@ -405,11 +419,12 @@ func (s secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // scrub removes the API key from text that came from the server or the
 // network stack before it reaches an error or a log.
-func (c *Client) scrub(s string) string {
-	return strings.ReplaceAll(s, c.cfg.apiKey.reveal(), "[redacted]")
-}
+func (c *Client) scrub(s string) string { return c.cfg.scrubber.scrub(s) }
 
-func requestID(h http.Header) string { return clip(h.Get("Request-Id"), maxHeaderLen) }
+// requestID is the gateway's Request-Id, scrubbed and then clipped.
+func (c *Client) requestID(h http.Header) string {
+	return c.cfg.scrubber.clean(h.Get("Request-Id"), maxHeaderLen)
+}
 
 // isSafeMethod reports whether a method is sent without a generated key.
 func isSafeMethod(method string) bool {
@@ -556,21 +571,28 @@ type Response struct {
 	RequestID      string      // the gateway's Request-Id of the last attempt
 	IdempotencyKey string      // the key sent with every attempt, "" for a GET without one
 	Replayed       bool        // the gateway replayed a stored result (Idempotent-Replayed: true)
-	Attempts       int         // attempts made by this client
+	Attempts       int         // attempts made by this client: the requests the gateway received
 	Header         http.Header // headers of the last response
 }
 
 // Do sends req with retries, and decodes a 2xx JSON body into v unless v is
 // nil. Every attempt sends the same idempotency key and the same bytes.
 //
-// Attempts counts the attempts this client made. net/http itself may
-// silently resend a keyed request when a reused keep-alive connection turns
-// out to be dead; such wire-level resends are safe (same key) and not counted.
+// Attempts counts the attempts this client made, which are all the requests
+// the gateway received: each attempt is sent so that net/http cannot resend
+// it on its own (it would, on a dead keep-alive connection, for a request
+// with an Idempotency-Key), and the client makes every resend itself.
+//
+// A 2xx body must be a JSON object that is not an error body, and for the
+// typed resources must have its id; see [ErrMalformedResponse]. A 3xx is
+// never followed (see [WithHTTPClient]).
 //
 // The error is:
-//   - an *[Error] for a definite non-2xx answer (402, 404, 422, ...);
+//   - an *[Error] for a definite non-2xx answer (402, 404, 422, a replayed
+//     5xx with Replayed set, a 3xx to a GET, ...);
 //   - an *[OutcomeUnknownError] (errors.Is [ErrOutcomeUnknown]) when a keyed
-//     request failed after an attempt that may have executed;
+//     request failed after an attempt that may have executed, including a
+//     2xx whose body is not the resource and a 3xx;
 //   - otherwise a wrapped transport, context or decoding error. When the
 //     context ends during a wait, the error matches the context's error and
 //     still wraps the last attempt's failure.
@@ -615,7 +637,8 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if resp != nil {
 		resp.Body.Close()
 	}
-	return cl.finish(ctx, doErr, v)
+	r, err := cl.finish(ctx, doErr, v)
+	return r, c.cfg.scrubber.scrubResult(err)
 }
 
 // finish turns the last attempt into the call's result.
@@ -625,40 +648,46 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 		b.deposit(cl.pendingCost)
 	}
 	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, doErr)
+		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.c.cfg.scrubber.scrubErr(doErr))
 	}
 	o := &cl.last
 	var resp *Response
 	if o.StatusCode != 0 {
 		resp = &Response{
 			StatusCode:     o.StatusCode,
-			RequestID:      cl.c.scrub(requestID(o.Header)),
+			RequestID:      cl.c.requestID(o.Header),
 			IdempotencyKey: cl.key,
-			Replayed:       strings.EqualFold(o.Header.Get("Idempotent-Replayed"), "true"),
+			Replayed:       isReplayed(o.Header),
 			Attempts:       cl.attempts,
 			Header:         o.Header,
 		}
 	}
 
 	var failure error
-	definite := o.Err == nil && !o.retry && !(o.StatusCode >= 500 && o.StatusCode != http.StatusNotImplemented)
+	// A replayed 5xx is the key's stored outcome: definite, as retrying
+	// with the key would only replay it again.
+	definite := o.Err == nil && !o.retry &&
+		(!(o.StatusCode >= 500 && o.StatusCode != http.StatusNotImplemented) || isReplayed(o.Header))
 	switch {
 	case definite && o.APIError != nil:
+		if o.StatusCode >= 300 && o.StatusCode < 400 && !isSafeMethod(cl.method) {
+			// Not followed (see WithHTTPClient); whether the request
+			// executed before the redirect is unknown.
+			failure = o.APIError
+			break
+		}
 		return resp, o.APIError
 	case definite && o.bodyErr != nil:
-		failure = fmt.Errorf("%w (status %d, request_id %s)", o.bodyErr, o.StatusCode, resp.RequestID)
+		failure = fmt.Errorf("%w: %w (status %d, request_id %s)", ErrMalformedResponse, o.bodyErr, o.StatusCode, resp.RequestID)
 		cl.ambiguous = true // it executed, but its result cannot be read
 	case definite:
-		if v == nil || (o.StatusCode == http.StatusNoContent && len(o.body) == 0) {
-			return resp, nil
-		}
-		err := json.Unmarshal(o.body, v)
+		err := cl.decodeSuccess(o.body, v)
 		if err == nil {
 			return resp, nil
 		}
-		failure = fmt.Errorf("decode response body (status %d, request_id %s, %d bytes): %w",
-			o.StatusCode, resp.RequestID, len(o.body), err)
-		cl.ambiguous = true
+		failure = fmt.Errorf("%w (status %d, request_id %s, %d bytes): %w",
+			ErrMalformedResponse, o.StatusCode, resp.RequestID, len(o.body), err)
+		cl.ambiguous = true // it may have executed, but its result cannot be read
 	case o.Err != nil:
 		failure = o.Err
 	case o.APIError != nil:
@@ -686,4 +715,66 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 			Attempts: cl.attempts, Err: failure}
 	}
 	return resp, fmt.Errorf("payonce: %s %s failed after %d attempt(s): %w", cl.method, cl.path, cl.attempts, failure)
+}
+
+// A resource is what a typed endpoint promises in a 2xx body. check reports
+// what the decoded value lacks: a charge without its id is not a charge.
+type resource interface {
+	check() error
+}
+
+// decodeSuccess decodes a 2xx body into v, and refuses a body that is not
+// what the endpoint promises, so that no call ever returns a zero resource
+// with a nil error:
+//   - the body must be one JSON object ({}, null, [], a string or non-JSON
+//     are refused), and not an error envelope ({"error": {...}});
+//   - a typed resource (a *Charge, a *Refund, a page) must pass its check:
+//     its id, and its "object" when the body has one.
+//
+// With v nil, only an error envelope is refused. With v not a typed
+// resource, a 204 with no body leaves v as it is.
+func (cl *call) decodeSuccess(body []byte, v any) error {
+	_, typed := v.(resource)
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	switch {
+	case len(trimmed) == 0 && (v == nil || (!typed && cl.last.StatusCode == http.StatusNoContent)):
+		return nil
+	case len(trimmed) == 0:
+		return errors.New("empty body")
+	case trimmed[0] != '{':
+		if v == nil {
+			return nil
+		}
+		return fmt.Errorf("the body is not a JSON object (it starts with %q)",
+			cl.c.cfg.scrubber.clean(string(trimmed[:min(len(trimmed), 16)]), 16))
+	}
+	var envelope struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(body, &envelope); err != nil {
+		if v == nil {
+			return nil
+		}
+		return err
+	}
+	if len(envelope.Error) > 0 && string(envelope.Error) != "null" {
+		var e struct {
+			Type string `json:"type"`
+			Code string `json:"code"`
+		}
+		_ = json.Unmarshal(envelope.Error, &e) // best effort, for the message
+		sc := cl.c.cfg.scrubber
+		return fmt.Errorf("a success status with an error body (type %q, code %q)",
+			sc.clean(e.Type, maxHeaderLen), sc.clean(e.Code, maxHeaderLen))
+	}
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return err
+	}
+	if r, ok := v.(resource); ok {
+		return r.check()
+	}
+	return nil
 }

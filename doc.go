@@ -57,7 +57,14 @@
 // key. The charge happened at most once; to find out, send the same request
 // later with the same key: the gateway executes it if it never ran, or
 // replays the stored result. A definite answer is never reported as unknown:
-// a decline after two timeouts is a decline.
+// a decline after two timeouts is a decline, and a 5xx replayed as the key's
+// stored outcome is an [*Error] with Replayed set, not retried.
+//
+// A success status is not enough: a 2xx whose body is not the resource the
+// endpoint promises (an error body, {}, null, a charge without its id) fails
+// with [ErrMalformedResponse], inside an [*OutcomeUnknownError] for a POST.
+// The client makes every resend itself, so LastResponse.Attempts is what the
+// gateway received, and it never follows a redirect (see [WithHTTPClient]).
 //
 // # Errors
 //
@@ -65,7 +72,9 @@
 // message, request id and key. Match it with errors.Is and the sentinels:
 // [ErrCardDeclined], [ErrKeyReused], [ErrRateLimited], [ErrAuthentication],
 // [ErrNotFound], [ErrInvalidRequest], [ErrInvalidKey]. Error strings and
-// logs never contain the API key or card data. Response bodies are read
+// logs never contain the API key, nor a run of 8 or more of its bytes, or
+// card data: what the server sends, transport errors included, is scrubbed
+// before it is clipped. Response bodies are read
 // with size limits, and a body that is not the contract's JSON becomes a
 // clear error rather than a crash.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"unicode/utf8"
 )
@@ -51,6 +52,14 @@ var (
 	// ErrInvalidConfig means [NewClient] or one of its options was given an
 	// unusable value.
 	ErrInvalidConfig = errors.New("payonce: invalid configuration")
+
+	// ErrMalformedResponse means the gateway answered with a success status
+	// but a body that is not what the endpoint promises: not a JSON object,
+	// an error body ({"error": ...}), or a resource without its id. For a
+	// request that may have executed (a POST) it comes inside an
+	// [*OutcomeUnknownError], as the gateway may have done the work; settle
+	// it with the key like any unknown outcome.
+	ErrMalformedResponse = errors.New("payonce: malformed success response")
 
 	// ErrOutcomeUnknown means retries ran out (or the caller's context
 	// ended) after at least one attempt that may have executed. The operation may
@@ -100,6 +109,15 @@ type Error struct {
 	Param          string // the parameter at fault, if any
 	RequestID      string // the gateway's Request-Id, for support
 	IdempotencyKey string // the key the request carried, if any
+
+	// Replayed reports that the gateway answered with the stored outcome of
+	// IdempotencyKey (Idempotent-Replayed: true). Such an answer is final
+	// for the key: the client does not retry it, and sending the request
+	// again with the key replays it again until the key expires. A replayed
+	// 5xx says the gateway's handler failed after it began executing, so the
+	// operation may be partly done: look it up (list the charges, for
+	// instance) before trying again under a new key.
+	Replayed bool
 }
 
 // Error returns a one-line description: status, type, code, message and the
@@ -136,6 +154,9 @@ func (e *Error) Error() string {
 	}
 	if e.IdempotencyKey != "" {
 		ids = append(ids, "idempotency_key="+e.IdempotencyKey)
+	}
+	if e.Replayed {
+		ids = append(ids, "replayed")
 	}
 	if len(ids) > 0 {
 		b.WriteString(" (" + strings.Join(ids, ", ") + ")")
@@ -223,13 +244,14 @@ func invalidf(format string, args ...any) error {
 
 // newAPIError builds an *Error from a non-2xx response. body is what was read
 // (at most maxErrorBody bytes), tooLarge says there was more, and readErr
-// says the body could not be read. apiKey is scrubbed from every text the
+// says the body could not be read. sc scrubs the API key from every text the
 // server sent, in case a hostile server echoes it.
-func newAPIError(status int, h http.Header, body []byte, tooLarge bool, readErr error, key, apiKey string) *Error {
+func newAPIError(status int, h http.Header, body []byte, tooLarge bool, readErr error, key string, sc *scrubber) *Error {
 	e := &Error{
 		StatusCode:     status,
-		RequestID:      requestID(h),
+		RequestID:      h.Get("Request-Id"),
 		IdempotencyKey: key,
+		Replayed:       isReplayed(h),
 	}
 	var env struct {
 		Error *struct {
@@ -241,6 +263,9 @@ func newAPIError(status int, h http.Header, body []byte, tooLarge bool, readErr 
 		} `json:"error"`
 	}
 	switch {
+	case status >= 300 && status < 400:
+		e.Message = fmt.Sprintf("redirect to %s not followed: the client never follows redirects; check the base URL",
+			redirectTarget(h.Get("Location")))
 	case readErr != nil:
 		e.Message = fmt.Sprintf("error body unreadable after %d bytes: %v", len(body), readErr)
 	case tooLarge:
@@ -254,18 +279,35 @@ func newAPIError(status int, h http.Header, body []byte, tooLarge bool, readErr 
 		e.Type, e.Code, e.DeclineCode = env.Error.Type, env.Error.Code, env.Error.DeclineCode
 		e.Param, e.Message = env.Error.Param, env.Error.Message
 	}
-	// Scrub first, then clip, so that no fragment of the key survives.
+	// Scrub first, then clip, so that no fragment of the key survives (see
+	// minKeyFragment).
 	for _, f := range []*string{&e.Type, &e.Code, &e.DeclineCode, &e.Param, &e.Message, &e.RequestID} {
-		if apiKey != "" {
-			*f = strings.ReplaceAll(*f, apiKey, "[redacted]")
-		}
 		limit := maxHeaderLen
 		if f == &e.Message {
 			limit = maxMessageLen
 		}
-		*f = clip(*f, limit)
+		*f = sc.clean(*f, limit)
 	}
 	return e
+}
+
+// isReplayed reports whether a response is a replay of a key's stored
+// outcome.
+func isReplayed(h http.Header) bool { return strings.EqualFold(h.Get("Idempotent-Replayed"), "true") }
+
+// redirectTarget names where a redirect pointed, by origin only: a path or
+// query from the server is not worth copying into an error.
+func redirectTarget(loc string) string {
+	u, err := url.Parse(loc)
+	switch {
+	case loc == "":
+		return "nowhere (no Location)"
+	case err != nil:
+		return "an unparsable Location"
+	case u.Host == "":
+		return "a path on the same host"
+	}
+	return fmt.Sprintf("%q", u.Scheme+"://"+u.Host)
 }
 
 // clip shortens s to at most n bytes of valid UTF-8, so that a hostile server

@@ -19,7 +19,7 @@ import (
 )
 
 var sentinels = []error{ErrCardDeclined, ErrKeyReused, ErrKeyInUse, ErrRateLimited, ErrAuthentication,
-	ErrNotFound, ErrInvalidRequest, ErrInvalidKey, ErrOutcomeUnknown, ErrInvalidConfig}
+	ErrNotFound, ErrInvalidRequest, ErrInvalidKey, ErrOutcomeUnknown, ErrInvalidConfig, ErrMalformedResponse}
 
 // only asserts that err matches want and no other sentinel.
 func only(t *testing.T, err error, want ...error) {
@@ -232,12 +232,13 @@ func TestBrokenBodies(t *testing.T) {
 
 	_, err = c.Charges.Get(ctx, "ch_trunc")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "decode response body (status 200, request_id req_broken, 26 bytes)")
+	require.ErrorIs(t, err, ErrMalformedResponse)
+	assert.Contains(t, err.Error(), "malformed success response (status 200, request_id req_broken, 26 bytes)")
 	assert.NotErrorIs(t, err, ErrOutcomeUnknown)
 
 	_, err = c.Charges.Get(ctx, "ch_notjson")
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "decode response body")
+	require.ErrorIs(t, err, ErrMalformedResponse)
+	assert.Contains(t, err.Error(), "not a JSON object")
 
 	_, err = c.Charges.Get(ctx, "ch_empty")
 	require.ErrorIs(t, err, ErrNotFound, "status decides even without a body")

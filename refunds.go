@@ -2,6 +2,7 @@ package payonce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -64,6 +65,18 @@ func (s *RefundsService) Get(ctx context.Context, id string) (*Refund, error) {
 }
 
 func (r *Refund) setLastResponse(resp *Response) { r.LastResponse = resp }
+
+// check makes a 2xx body that lacks the refund's id (or names another
+// object) an error rather than a zero Refund.
+func (r *Refund) check() error {
+	switch {
+	case r.ID == "":
+		return errors.New("the body is not a refund: it has no id")
+	case r.Object != "" && r.Object != "refund":
+		return errors.New("the body is not a refund: its object is not \"refund\"")
+	}
+	return nil
+}
 
 // validateID refuses ids that are empty or could change the request's path:
 // ids are letters, digits, '_' and '-', at most 255 bytes.

@@ -246,6 +246,9 @@ func newCall(c *Client, req *Request) *call {
 // attempt, so it also counts attempts.
 func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	cl.attempts++
+	// A transport error may quote what the server sent (net/http's parse
+	// errors do): scrub it before the policy, the log or the caller sees it.
+	err = cl.c.cfg.scrubber.scrubErr(err)
 	if !cl.skipped.Load() {
 		cl.pendingCost = 0 // the retry it paid for was made
 	}
@@ -259,7 +262,13 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	if mayHaveExecuted(&o.Attempt, cl.sent()) {
 		cl.ambiguous = true
 	}
-	o.retry, o.reason = cl.c.cfg.retryPolicy(&o.Attempt)
+	if o.Err == nil && isReplayed(o.Header) {
+		// The stored outcome of the key: a retry would replay it again, so
+		// it is final whatever its status, and the policy is not asked.
+		o.retry, o.reason = false, "replayed stored outcome"
+	} else {
+		o.retry, o.reason = cl.c.cfg.retryPolicy(&o.Attempt)
+	}
 	cl.last = o
 	if !o.retry {
 		cl.refund(&o)
@@ -294,7 +303,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 // this call's last retry if it made one, or else the success refund.
 func (cl *call) refund(o *attemptOutcome) {
 	b := cl.c.cfg.budget
-	if b == nil || o.StatusCode == 0 || o.StatusCode >= 500 {
+	if b == nil || o.StatusCode == 0 || (o.StatusCode >= 500 && !isReplayed(o.Header)) {
 		return
 	}
 	if cl.retryCost > 0 {
@@ -346,7 +355,7 @@ func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 	resp.Body = http.NoBody
 	switch {
 	case !success:
-		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.c.cfg.apiKey.reveal())
+		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.c.cfg.scrubber)
 	case err != nil:
 		o.Err = fmt.Errorf("read response body: %w", err)
 	case tooLarge:
@@ -362,6 +371,8 @@ func mayHaveExecuted(a *Attempt, sent bool) bool {
 	switch {
 	case a.Err != nil:
 		return sent && !notSent(a.Err)
+	case a.StatusCode >= 300 && a.StatusCode < 400:
+		return true // not the gateway's contract: who answered, and after what, is unknown
 	case a.StatusCode >= 500 && a.StatusCode != http.StatusNotImplemented:
 		return a.APIError == nil || a.APIError.Code != codeStoreUnavailable
 	case a.StatusCode == http.StatusConflict:
@@ -425,7 +436,7 @@ func (cl *call) log(ctx context.Context, level slog.Level, msg string, extra ...
 		slog.String("idempotency_key", cl.key),
 	}
 	if o.StatusCode != 0 {
-		attrs = append(attrs, slog.Int("status", o.StatusCode), slog.String("request_id", cl.c.scrub(requestID(o.Header))))
+		attrs = append(attrs, slog.Int("status", o.StatusCode), slog.String("request_id", cl.c.requestID(o.Header)))
 	}
 	if o.Err != nil {
 		attrs = append(attrs, slog.String("error", cl.c.scrub(o.Err.Error())))
@@ -467,7 +478,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeoutCause(parent, t.timeout, errAttemptTimeout)
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	resp, err := t.base.RoundTrip(unreplayable(req.WithContext(ctx)))
 	if err != nil {
 		err = t.mapErr(parent, ctx, err)
 		cancel()
@@ -475,6 +486,28 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, parent: parent, ctx: ctx, cancel: cancel}
 	return resp, nil
+}
+
+// unreplayable makes r, a copy that the attempt owns, impossible for
+// net/http to resend by itself. net/http's Transport silently resends a
+// request whose connection turns out to be dead when the request is
+// "replayable": an idempotent method or an Idempotency-Key header, and a
+// body that is nil, http.NoBody or rewindable with GetBody. That resend
+// would be an attempt that the attempt count, the retry log, the backoff and
+// the budget never see. So every attempt goes with GetBody nil and a body
+// that is never nil: the client's engine makes every resend itself.
+//
+// The cost is small. A GET's empty body is probed and sent as no body at
+// all; a POST with no body (only through Client.Do) goes as an empty
+// chunked body instead of Content-Length: 0; and an attempt that died
+// before writing anything is retried by the engine, counted, rather than
+// by net/http.
+func unreplayable(r *http.Request) *http.Request {
+	r.GetBody = nil
+	if r.Body == nil || r.Body == http.NoBody {
+		r.Body = io.NopCloser(strings.NewReader(""))
+	}
+	return r
 }
 
 // mapErr turns a failure caused by the attempt timeout (and not by the

@@ -454,9 +454,12 @@ func TestResponseLostAfterCommitIsReplayed(t *testing.T) {
 	}
 }
 
-func TestNetHTTPSilentReplayIsNotCounted(t *testing.T) {
-	// On a reused keep-alive connection that dies, net/http resends a
-	// request carrying an Idempotency-Key on its own. We count our attempts.
+func TestNetHTTPNeverResendsOnItsOwn(t *testing.T) {
+	// On a reused keep-alive connection that dies, net/http would resend a
+	// request carrying an Idempotency-Key on its own. The client sends each
+	// attempt so that it cannot, and makes the resend itself: counted,
+	// logged and paid for like any retry.
+	var lb logBuffer
 	f := newFake(t, func(f *fakeGateway) {
 		f.after = func(n int, w http.ResponseWriter, _ *http.Request) bool {
 			if n == 2 {
@@ -466,15 +469,19 @@ func TestNetHTTPSilentReplayIsNotCounted(t *testing.T) {
 			return false
 		}
 	})
-	c := f.client(t)
+	c := f.client(t, WithLogger(lb.logger()))
 	_, err := c.Charges.Get(context.Background(), "ch_0") // 404, warms up a keep-alive connection
 	require.ErrorIs(t, err, ErrNotFound)
 	ch, err := c.Charges.Create(context.Background(), chargeParams("order_wire"))
 	require.NoError(t, err)
 	assert.True(t, ch.LastResponse.Replayed)
-	assert.Equal(t, 1, ch.LastResponse.Attempts, "one attempt of ours")
 	assert.Len(t, f.requests(), 3, "two POSTs on the wire")
+	assert.Equal(t, 2, ch.LastResponse.Attempts, "both POSTs are attempts of ours")
 	assert.Equal(t, 1, f.chargeCount())
+	recs := lb.records(t)
+	require.Len(t, recs, 1, "the resend went through the retry path")
+	assert.Equal(t, "payonce: retrying request", recs[0]["msg"])
+	assert.Equal(t, "order_wire", recs[0]["idempotency_key"])
 }
 
 func TestKeyInUseIsRetriedUntilReplayed(t *testing.T) {

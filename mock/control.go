@@ -13,7 +13,8 @@ import (
 
 // The control surface: /_mock/… and /healthz, on the same handler as the
 // API. It needs no API key and no idempotency key, and is neither faulted
-// nor recorded in the history.
+// nor recorded in the history. Every route but /healthz is behind the
+// guard of guard.go.
 func (g *Gateway) controlRoutes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -50,15 +51,17 @@ func (g *Gateway) controlRoutes() *http.ServeMux {
 
 func (g *Gateway) serveControl(w http.ResponseWriter, r *http.Request, id string) {
 	sw := &statusWriter{ResponseWriter: w}
-	if _, pattern := g.control.Handler(r); pattern == "" {
-		writeError(sw, &apiError{Status: http.StatusNotFound, Type: invalidRequest, Code: "unknown_route",
-			Message: "unrecognized request URL (" + r.Method + " " + r.URL.Path + ")"})
-	} else {
-		g.control.ServeHTTP(sw, r)
+	if g.checkControl(sw, r) {
+		if _, pattern := g.control.Handler(r); pattern == "" {
+			writeError(sw, &apiError{Status: http.StatusNotFound, Type: invalidRequest, Code: "unknown_route",
+				Message: "unrecognized request URL (" + clip(r.Method, maxMethodBytes) + " " + clip(r.URL.Path, maxPathBytes) + ")"})
+		} else {
+			g.control.ServeHTTP(sw, r)
+		}
 	}
 	if l := g.cfg.logger; l != nil {
 		l.LogAttrs(r.Context(), slog.LevelInfo, "control",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.String("method", clip(r.Method, maxMethodBytes)), slog.String("path", clip(r.URL.Path, maxPathBytes)),
 			slog.Int("status", sw.status), slog.String("request_id", id))
 	}
 }
@@ -78,9 +81,9 @@ func writeOK(w http.ResponseWriter) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
-// decodeControl decodes r's body into v, refusing unknown fields. Any
-// content type is accepted, since curl -d sends a form type by default. An
-// empty body is {}.
+// decodeControl decodes r's body into v, refusing unknown fields. The
+// guard has checked that the body, if any, is application/json. An empty
+// body is {}.
 func decodeControl(w http.ResponseWriter, r *http.Request, v any) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {

@@ -13,10 +13,10 @@ import (
 )
 
 // control sends a control request: no API key, no idempotency key, and a
-// body of any content type.
+// JSON body if any.
 func (h *harness) control(method, path, body string) *resp {
 	h.t.Helper()
-	return h.send(req{method: method, path: path, body: body, contentType: "application/x-www-form-urlencoded"})
+	return h.send(req{method: method, path: path, body: body})
 }
 
 func decode[T any](t *testing.T, r *resp) T {

@@ -33,4 +33,16 @@
 // clock, inspection, reset) and /healthz, for tests written in other
 // languages against cmd/payonce-mock. Nothing is shared between gateways:
 // any number can run in one process.
+//
+// So that a web page the tester visits cannot drive the control surface
+// (a form or a text/plain fetch needs no CORS preflight, and DNS rebinding
+// lets a page read the answers), every control route but /healthz, GETs
+// included, refuses: a browser's cross-origin request of an unsafe method
+// (403); a Host that is not localhost, 127.0.0.0/8 or [::1], with any
+// port (403), unless [WithControlToken] is set, in which case the request
+// must carry Authorization: Bearer and the token (401); and a body or a
+// Content-Type other than application/json (415). The rule holds however
+// the request arrives, httpmock included: in-process tests use the
+// Gateway's methods, or a loopback URL. docs/protocol.md §8 has the
+// details.
 package mock

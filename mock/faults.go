@@ -3,10 +3,12 @@ package mock
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -268,14 +270,23 @@ func (s *faultSet) list() []Fault {
 	return out
 }
 
-// chaos draws random faults for a fraction of POSTs.
+// chaos draws random faults for a fraction of POSTs. Each draw hashes the
+// seed with the request and its attempt number (see [WithChaos]), so that
+// the order in which requests arrive does not matter.
 type chaos struct {
 	on   atomic.Bool
 	mu   sync.Mutex
 	rate float64
 	seed int64
-	rng  *rand.Rand
+	// attempts counts the POSTs chaos has seen per request identity, in two
+	// generations: when cur fills, it becomes old and a new cur starts, so
+	// memory stays bounded and a key retried recently keeps its count.
+	cur, old map[[sha256.Size]byte]uint64
 }
+
+// chaosGeneration is how many request identities one generation of
+// attempt counts holds.
+const chaosGeneration = 1 << 16
 
 // numChaosFaults is how many faults chaos picks from.
 const numChaosFaults = 6
@@ -303,21 +314,70 @@ func (c *chaos) set(rate float64, seed int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rate, c.seed = rate, seed
-	c.rng = rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
+	c.cur, c.old = nil, nil
 	c.on.Store(rate > 0)
 }
 
-func (c *chaos) draw() *Fault {
+// draw decides r's chaos fault, if any.
+func (c *chaos) draw(r *http.Request) *Fault {
 	if !c.on.Load() {
 		return nil
 	}
+	id := requestIdentity(r)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rate == 0 || c.rng.Float64() >= c.rate {
+	if c.rate == 0 {
+		c.mu.Unlock()
 		return nil
 	}
-	f := chaosFault(c.rng.IntN(numChaosFaults))
+	rate, seed := c.rate, c.seed
+	attempt := c.attempt(id)
+	c.mu.Unlock()
+
+	var b [sha256.Size + 16]byte
+	copy(b[:], id[:])
+	binary.BigEndian.PutUint64(b[sha256.Size:], uint64(seed))
+	binary.BigEndian.PutUint64(b[sha256.Size+8:], attempt)
+	sum := sha256.Sum256(b[:])
+	u := float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53) // uniform in [0, 1)
+	if u >= rate {
+		return nil
+	}
+	f := chaosFault(int(binary.BigEndian.Uint64(sum[8:16]) % numChaosFaults))
 	return &f
+}
+
+// attempt returns how many times chaos has seen id before, and counts this
+// time. c.mu must be held.
+func (c *chaos) attempt(id [sha256.Size]byte) uint64 {
+	n, ok := c.cur[id]
+	if !ok {
+		n = c.old[id]
+		if len(c.cur) >= chaosGeneration {
+			c.old, c.cur = c.cur, nil
+		}
+		if c.cur == nil {
+			c.cur = make(map[[sha256.Size]byte]uint64)
+		}
+	}
+	c.cur[id] = n + 1
+	return n
+}
+
+// requestIdentity is a digest of what tells one POST from another before
+// authentication: its Authorization header (so accounts never share
+// counts), method, path and Idempotency-Key. Each field is length-prefixed,
+// so no two requests run together.
+func requestIdentity(r *http.Request) [sha256.Size]byte {
+	h := sha256.New()
+	for _, s := range []string{r.Header.Get("Authorization"), r.Method, r.URL.Path, r.Header.Get("Idempotency-Key")} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		io.WriteString(h, s)
+	}
+	var id [sha256.Size]byte
+	h.Sum(id[:0])
+	return id
 }
 
 func (c *chaos) settings() (rate float64, seed int64) {
@@ -333,7 +393,7 @@ func (w *world) outerFault(r *http.Request) *Fault {
 		return f
 	}
 	if r.Method == http.MethodPost {
-		return w.chaos.draw()
+		return w.chaos.draw(r)
 	}
 	return nil
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -381,6 +384,64 @@ func TestChaosIsDeterministic(t *testing.T) {
 	assert.Equal(t, a[:100], chaosRun(t, g, 100))
 }
 
+// Chaos decides from the seed and the request, not from a stream shared by
+// whatever arrives first: the same requests in another order, or racing,
+// meet the same faults.
+func TestChaosIsReproducibleInAnyOrder(t *testing.T) {
+	const keys, attempts = 200, 4
+	// run sends every key's attempts, in the given order of keys, one key
+	// at a time or all at once, and tells what each attempt got.
+	run := func(seed int64, order []int, concurrent bool) map[string]string {
+		g, err := mock.New(mock.WithChaos(0.4, seed))
+		require.NoError(t, err)
+		var mu sync.Mutex
+		got := map[string]string{}
+		one := func(k int) {
+			for a := range attempts {
+				res, err := sendVia(t, g, fmt.Sprint("order_", k), 100)
+				out := "drop"
+				if err == nil {
+					out = fmt.Sprint(res.StatusCode)
+				}
+				mu.Lock()
+				got[fmt.Sprint(k, "/", a)] = out
+				mu.Unlock()
+			}
+		}
+		var wg sync.WaitGroup
+		for _, k := range order {
+			if !concurrent {
+				one(k)
+				continue
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); one(k) }()
+		}
+		wg.Wait()
+		return got
+	}
+	forward := make([]int, keys)
+	for i := range forward {
+		forward[i] = i
+	}
+	backward := slices.Clone(forward)
+	slices.Reverse(backward)
+	shuffled := slices.Clone(forward)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(keys, func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+
+	a := run(7, forward, false)
+	assert.Equal(t, a, run(7, backward, false), "same seed, keys in reverse order")
+	assert.Equal(t, a, run(7, shuffled, true), "same seed, keys racing")
+	assert.NotEqual(t, a, run(8, forward, false), "another seed")
+	faulted := 0
+	for _, out := range a {
+		if out != "200" {
+			faulted++
+		}
+	}
+	assert.InDelta(t, 0.4*keys*attempts, faulted, 0.1*keys*attempts, "about 40%% of attempts")
+}
+
 func TestChaosKinds(t *testing.T) {
 	g, err := mock.New(mock.WithChaos(1, 1))
 	require.NoError(t, err)
@@ -403,18 +464,26 @@ func TestChaosKinds(t *testing.T) {
 	g.ServeHTTP(rec, hr)
 	assert.Equal(t, 200, rec.Code)
 	rec = httptest.NewRecorder()
-	g.ServeHTTP(rec, httptest.NewRequest("POST", "/_mock/reset", nil))
+	g.ServeHTTP(rec, httptest.NewRequest("POST", "http://localhost/_mock/reset", nil))
 	assert.Equal(t, 200, rec.Code)
 
-	// A 429 from chaos says when to retry.
+	// A 429 from chaos says when to retry; no other chaos answer does.
 	g, _ = mock.New(mock.WithChaos(1, 1))
-	for i := range 100 {
+	limited := 0
+	for i := range 120 {
 		res, err := sendVia(t, g, fmt.Sprint(i), 100)
-		if err == nil && res.StatusCode == 429 {
-			assert.Equal(t, "1", res.Header.Get("Retry-After"))
-			break
+		if err != nil {
+			continue // a drop
 		}
+		res.Body.Close()
+		if res.StatusCode != 429 {
+			assert.Empty(t, res.Header.Get("Retry-After"), res.StatusCode)
+			continue
+		}
+		limited++
+		assert.Equal(t, "1", res.Header.Get("Retry-After"))
 	}
+	assert.Greater(t, limited, 5, "about one chaos fault in six is a 429")
 
 	require.NoError(t, g.SetChaos(0, 0))
 	assert.Equal(t, []string{"200", "200"}, chaosRun(t, g, 2))
@@ -433,25 +502,44 @@ func keys(m map[string]int) []string {
 }
 
 // The point of it all: a client that retries with the same key through
-// chaos charges each order exactly once.
+// chaos charges each order exactly once. Every order costs the same, each
+// in its own account, so a second charge for one order is a suspected
+// duplicate: the client that makes a new key per attempt shows that the
+// check sees one.
 func TestRetryingThroughChaosChargesOnce(t *testing.T) {
-	g, err := mock.New(mock.WithChaos(0.5, 42))
-	require.NoError(t, err)
 	const orders = 200
-	for i := range orders {
-		key := fmt.Sprint("order_", i)
-		for attempt := 0; ; attempt++ {
-			require.Less(t, attempt, 50, "order %d never succeeded", i)
-			res, err := sendVia(t, g, key, 1000+i)
-			if err == nil && res.StatusCode == 200 {
-				break
-			}
-			if err != nil {
-				require.True(t, errors.Is(err, io.ErrUnexpectedEOF))
+	// run charges every order, retrying until it gets a 200, and returns
+	// the gateway. newKey mints the idempotency key of each attempt.
+	run := func(newKey func(order, attempt int) string) *mock.Gateway {
+		g, err := mock.New(mock.WithChaos(0.5, 42))
+		require.NoError(t, err)
+		for i := range orders {
+			apiKey := fmt.Sprint("sk_test_order_", i)
+			for attempt := 0; ; attempt++ {
+				require.Less(t, attempt, 50, "order %d never succeeded", i)
+				hr := httptest.NewRequest("POST", "http://gw.test/v1/charges", strings.NewReader(chargeBody(1000)))
+				hr.Header.Set("Authorization", "Bearer "+apiKey)
+				hr.Header.Set("Idempotency-Key", newKey(i, attempt))
+				hr.Header.Set("Content-Type", "application/json")
+				res, err := g.Responder()(hr)
+				if err == nil && res.StatusCode == 200 {
+					break
+				}
+				if err != nil {
+					require.True(t, errors.Is(err, io.ErrUnexpectedEOF))
+				}
 			}
 		}
+		return g
 	}
+
+	g := run(func(order, _ int) string { return fmt.Sprint("order_", order) })
 	assert.Len(t, g.Charges(), orders)
 	assert.Empty(t, g.SuspectedDuplicates(time.Hour))
 	assert.Positive(t, g.Stats().Replayed, "some retries found their charge made")
+
+	careless := run(func(order, attempt int) string { return fmt.Sprint("order_", order, "_attempt_", attempt) })
+	extra := len(careless.Charges()) - orders
+	assert.Positive(t, extra, "a new key per attempt charges again after a fail_after or drop_after")
+	assert.Len(t, careless.SuspectedDuplicates(time.Hour), extra, "and each extra charge is a suspected duplicate")
 }

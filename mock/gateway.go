@@ -40,6 +40,7 @@ func New(opts ...Option) (*Gateway, error) {
 		ttl:            idempotency.DefaultTTL,
 		mismatchStatus: http.StatusUnprocessableEntity,
 		historyLimit:   DefaultHistoryLimit,
+		historyBytes:   DefaultHistoryBytes,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -73,9 +74,10 @@ func (g *Gateway) Now() time.Time {
 //
 // Moving it past the idempotency lease (30 seconds) while a request is held
 // in flight, by a delay fault, frees that request's key, as if its server
-// had died: a retry then executes again, and the held request, once
-// released, finds its claim taken and answers 503
-// idempotency_response_not_stored.
+// had died, until the held request renews its claim (every 10 seconds of
+// real time), as a live server would: a retry sent at once executes again,
+// and the held request, once released, finds its claim taken and answers
+// 503 idempotency_response_not_stored.
 func (g *Gateway) AdvanceClock(d time.Duration) {
 	if d < 0 {
 		panic("mock: AdvanceClock with a negative duration")
@@ -140,7 +142,7 @@ func (g *Gateway) newWorld() (*world, error) {
 	w.mux = w.routes()
 	w.api = mw.Wrap(http.HandlerFunc(w.execute))
 	w.chaos.set(g.cfg.chaosRate, g.cfg.chaosSeed)
-	w.hist.limit = g.cfg.historyLimit
+	w.hist.limit, w.hist.maxBytes = g.cfg.historyLimit, g.cfg.historyBytes
 	return w, nil
 }
 
@@ -247,7 +249,7 @@ func (w *world) serveAPI(rw http.ResponseWriter, r *http.Request, x *exchange) {
 	if !w.routed(r) {
 		x.rejected = true
 		writeError(rw, &apiError{Status: http.StatusNotFound, Type: invalidRequest, Code: "unknown_route",
-			Message: "unrecognized request URL (" + r.Method + " " + r.URL.Path + ")"})
+			Message: "unrecognized request URL (" + clip(r.Method, maxMethodBytes) + " " + clip(r.URL.Path, maxPathBytes) + ")"})
 		return
 	}
 	w.api.ServeHTTP(rw, r)
@@ -283,8 +285,8 @@ func (w *world) execute(rw http.ResponseWriter, r *http.Request) {
 // finish records the request in the history and the log.
 func (w *world) finish(x *exchange, r *http.Request) {
 	rec := RequestRecord{
-		Method:    r.Method,
-		Path:      r.URL.Path,
+		Method:    clip(r.Method, maxMethodBytes),
+		Path:      clip(r.URL.Path, maxPathBytes),
 		Status:    x.sw.status,
 		Outcome:   x.outcome(),
 		Fault:     x.fault,

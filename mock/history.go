@@ -1,6 +1,10 @@
 package mock
 
-import "sync"
+import (
+	"strconv"
+	"sync"
+	"unicode/utf8"
+)
 
 // Outcome is what the gateway did with a request, as the history shows it.
 type Outcome string
@@ -30,7 +34,9 @@ const (
 	OutcomeFault Outcome = "fault"
 )
 
-// RequestRecord is one API request in the history.
+// RequestRecord is one API request in the history. Its Method and Path
+// are clipped to 64 bytes and 2 KiB: a clipped one ends in
+// "…[clipped from N bytes]", N being the original length.
 type RequestRecord struct {
 	Method         string  `json:"method"`
 	Path           string  `json:"path"`
@@ -43,6 +49,34 @@ type RequestRecord struct {
 	// have been.
 	Fault     FaultKind `json:"fault,omitempty"`
 	RequestID string    `json:"request_id"`
+}
+
+// How much of a request's method and path the history and the log keep.
+const (
+	maxMethodBytes = 64
+	maxPathBytes   = 2 << 10
+)
+
+// clip returns s if it is at most n bytes long, or else its first n bytes,
+// cut back to a UTF-8 boundary, followed by a note of the original length.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && cut > n-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…[clipped from " + strconv.Itoa(len(s)) + " bytes]"
+}
+
+// recordOverhead is what a record costs beyond the bytes of its strings:
+// the struct and its string headers, rounded up.
+const recordOverhead = 256
+
+func (rec *RequestRecord) size() int {
+	return recordOverhead + len(rec.Method) + len(rec.Path) + len(rec.IdempotencyKey) + len(rec.Account) +
+		len(rec.Outcome) + len(rec.Fault) + len(rec.RequestID)
 }
 
 // Stats counts the API requests since the gateway started or was reset.
@@ -61,24 +95,37 @@ type Stats struct {
 	Faults int64 `json:"faults"`
 }
 
-// history keeps the latest requests in a ring, and counts them all.
+// history keeps the latest requests in a ring, bounded both in count and
+// in bytes, and counts them all.
 type history struct {
-	mu    sync.Mutex
-	limit int
-	ring  []RequestRecord // grows to limit, then wraps
-	next  int             // where the next record goes once full
-	stats Stats
+	mu       sync.Mutex
+	limit    int // records
+	maxBytes int
+	ring     []RequestRecord // a circular buffer; grows up to limit
+	first, n int             // the oldest record, and how many are kept
+	bytes    int             // the size of the n records kept
+	stats    Stats
 }
 
 func (h *history) add(rec *RequestRecord) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.ring) < h.limit {
-		h.ring = append(h.ring, *rec)
-	} else {
-		h.ring[h.next] = *rec
-		h.next = (h.next + 1) % h.limit
+	size := rec.size()
+	for h.n > 0 && (h.n == h.limit || h.bytes+size > h.maxBytes) {
+		h.bytes -= h.ring[h.first].size()
+		h.ring[h.first] = RequestRecord{}
+		h.first = (h.first + 1) % len(h.ring)
+		h.n--
 	}
+	if h.n == len(h.ring) { // full but under limit: grow, oldest first
+		grown := make([]RequestRecord, h.n, min(max(2*h.n, 64), h.limit))
+		copy(grown, h.ring[h.first:])
+		copy(grown[len(h.ring)-h.first:], h.ring[:h.first])
+		h.ring, h.first = grown[:cap(grown)], 0
+	}
+	h.ring[(h.first+h.n)%len(h.ring)] = *rec
+	h.n++
+	h.bytes += size
 	s := &h.stats
 	s.Requests++
 	switch rec.Outcome {
@@ -103,15 +150,18 @@ func (h *history) add(rec *RequestRecord) {
 }
 
 // Requests returns the latest API requests, oldest first: at most the
-// history limit (see [WithHistoryLimit]). A request is recorded once its
-// response is sent, so one still in flight is not there yet.
+// history limit (see [WithHistoryLimit]), and at most the history's bytes
+// (see [WithHistoryBytes]). A request is recorded once its response is
+// sent, so one still in flight is not there yet.
 func (g *Gateway) Requests() []RequestRecord {
 	h := &g.world.Load().hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]RequestRecord, 0, len(h.ring))
-	out = append(out, h.ring[h.next:]...)
-	return append(out, h.ring[:h.next]...)
+	out := make([]RequestRecord, h.n)
+	for i := range h.n {
+		out[i] = h.ring[(h.first+i)%len(h.ring)]
+	}
+	return out
 }
 
 // Stats returns the request counters.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -133,4 +134,35 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A 900 KiB path is clipped in the history and in the log, and says so.
+func TestHistoryAndLogClipLongPaths(t *testing.T) {
+	var logs bytes.Buffer
+	g, err := mock.New(mock.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err)
+	huge := "/v1/charges/" + strings.Repeat("x", 900<<10)
+	for _, path := range []string{huge, "/_mock/" + huge} {
+		r := httptest.NewRequest("GET", "http://localhost/v1/charges", nil)
+		r.Header.Set("Authorization", "Bearer "+keyA)
+		r.URL.Path = path
+		g.ServeHTTP(httptest.NewRecorder(), r)
+	}
+
+	recs := g.Requests()
+	require.Len(t, recs, 1)
+	// Checked without quoting 900 KiB when it fails.
+	p := recs[0].Path
+	assert.Less(t, len(p), 4<<10)
+	assert.True(t, strings.HasPrefix(p, huge[:2<<10]), "the start of the path is kept")
+	assert.True(t, strings.HasSuffix(p, fmt.Sprintf("…[clipped from %d bytes]", len(huge))), "ends %q", p[max(0, len(p)-40):])
+
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 2)
+	for i, line := range lines {
+		assert.Less(t, len(line), 4<<10, "line %d is short", i)
+		assert.True(t, strings.Contains(line, "clipped from"), "line %d says the path was clipped", i)
+	}
+	assert.True(t, strings.Contains(lines[0], "msg=request"))
+	assert.True(t, strings.Contains(lines[1], "msg=control"))
 }

@@ -14,6 +14,12 @@ import (
 // DefaultHistoryLimit is how many requests the history keeps by default.
 const DefaultHistoryLimit = 10000
 
+// DefaultHistoryBytes is how many bytes of records the history keeps by
+// default. Each record counts its strings plus a fixed overhead, and stores
+// at most 2 KiB of path (see [RequestRecord]), so the default count limit
+// binds first unless records are long.
+const DefaultHistoryBytes = 32 << 20
+
 // An Option configures a [Gateway]. Options check their arguments: [New]
 // returns the first error, and [NewServer] panics with it.
 type Option func(*config) error
@@ -27,6 +33,8 @@ type config struct {
 	apiKeys        [][sha256.Size]byte // digests of the accepted keys; nil accepts any
 	store          idempotency.Store   // nil: a fresh MemoryStore per reset
 	historyLimit   int
+	historyBytes   int
+	controlToken   *[sha256.Size]byte // digest of the control token; nil checks the Host instead
 	logger         *slog.Logger
 	start          time.Time
 }
@@ -70,10 +78,19 @@ func WithMismatchStatus(status int) Option {
 // WithChaos turns on chaos from the start: each POST outside the control
 // surface gets, with probability rate, a fault drawn at random from
 // fail_before 503, fail_before 429 (Retry-After 1), fail_after 500,
-// fail_after 503, drop_before and drop_after. The draws come from a source
-// seeded with seed, so the same seed and the same sequence of requests give
-// the same faults. Chaos never delays. A rate of 0 turns it off. [Gateway.Reset]
-// restarts chaos with this rate and seed.
+// fail_after 503, drop_before and drop_after. Chaos never delays. A rate of
+// 0 turns it off. [Gateway.Reset] restarts chaos with this rate and seed.
+//
+// Each draw is a hash of the seed and the request: its Authorization
+// header, method, path, Idempotency-Key, and how many POSTs with those four
+// chaos has seen before it. So the same seed and the same requests give the
+// same faults in any order, concurrent runs included: the n-th attempt of a
+// key meets the same fault however the attempts of other keys interleave.
+// Requests without a key are told apart only by that count. The counts
+// start over with [Gateway.SetChaos] and [Gateway.Reset]; chaos remembers
+// those of the latest 65,536 to 131,072 distinct requests, so in a run with
+// more, a request whose previous attempt is older than that counts from 0
+// again.
 func WithChaos(rate float64, seed int64) Option {
 	return func(c *config) error {
 		if err := checkRate(rate); err != nil {
@@ -128,6 +145,43 @@ func WithHistoryLimit(n int) Option {
 			return fmt.Errorf("mock: history limit must be positive, got %d", n)
 		}
 		c.historyLimit = n
+		return nil
+	}
+}
+
+// WithHistoryBytes bounds the history in bytes (default
+// [DefaultHistoryBytes]) as well as in count ([WithHistoryLimit]): the
+// oldest records are forgotten until both bounds hold, though the latest
+// is always kept. A record counts the bytes of its strings plus 256 for the
+// rest.
+func WithHistoryBytes(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("mock: history bytes must be positive, got %d", n)
+		}
+		c.historyBytes = n
+		return nil
+	}
+}
+
+// WithControlToken makes the control surface (everything under /_mock/;
+// /healthz stays open) require Authorization: Bearer token, compared in
+// constant time, in place of the default rule that a control request's
+// Host be a loopback name or address. Use it when the gateway is reached
+// under another name, as cmd/payonce-mock -allow-remote -control-token
+// does. The token must be visible ASCII, with no spaces.
+func WithControlToken(token string) Option {
+	return func(c *config) error {
+		if token == "" {
+			return errors.New("mock: empty control token")
+		}
+		for i := range len(token) {
+			if token[i] <= ' ' || token[i] > '~' {
+				return errors.New("mock: a control token must be visible ASCII with no spaces")
+			}
+		}
+		sum := sha256.Sum256([]byte(token))
+		c.controlToken = &sum
 		return nil
 	}
 }

@@ -19,7 +19,9 @@ import (
 // reach the gateway as if sent to it directly, faults and chaos included. A
 // dropped connection (DropBefore, DropAfter) becomes an error wrapping
 // [io.ErrUnexpectedEOF], which http.Client wraps in a *url.Error, as it
-// would a connection closed mid-request.
+// would a connection closed mid-request. The control surface's rules hold
+// here too: without [WithControlToken], a control request through the
+// responder needs a loopback URL, such as http://localhost/_mock/reset.
 func (g *Gateway) Responder() httpmock.Responder {
 	return func(req *http.Request) (resp *http.Response, err error) {
 		// The request was made for a client: make it look as a server sees it.

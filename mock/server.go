@@ -3,6 +3,7 @@ package mock
 import (
 	"net/http"
 	"net/http/httptest"
+	"time"
 )
 
 // Server is a [Gateway] listening on a loopback port, like an
@@ -13,7 +14,12 @@ type Server struct {
 	// URL is the base URL of the server, such as http://127.0.0.1:43567,
 	// with no trailing slash. It is empty until the server starts.
 	URL string
-	// Config may be changed after NewUnstartedServer and before Start.
+	// Config may be changed after NewUnstartedServer and before Start. It
+	// comes with ReadHeaderTimeout 10 s, ReadTimeout 30 s (headers and
+	// body), IdleTimeout 2 min, and WriteTimeout MaxFaultDelay plus a
+	// minute, long enough for any Delay or DelayAfter fault's hold. A hold
+	// on a Release channel that outlasts WriteTimeout sends its response
+	// into a closed connection.
 	Config *http.Server
 
 	ts *httptest.Server
@@ -39,7 +45,31 @@ func NewUnstartedServer(opts ...Option) *Server {
 		panic(err)
 	}
 	ts := httptest.NewUnstartedServer(g)
+	setTimeouts(ts.Config)
 	return &Server{Gateway: g, Config: ts.Config, ts: ts}
+}
+
+// The timeouts of a Server's Config. ReadTimeout covers the headers and
+// the body (at most 1 MiB), which the gateway reads before any hold, so it
+// can be short. WriteTimeout runs from the end of the headers to the end of
+// the response, so it must outlast the longest hold of a Delay or
+// DelayAfter fault ([MaxFaultDelay]): net/http would fail the held
+// response once it struck.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = MaxFaultDelay + time.Minute
+	idleTimeout       = 2 * time.Minute
+)
+
+// setTimeouts bounds how long a client may take to send its headers, a
+// request, and to come back on an idle connection, so that slow or stuck
+// clients cannot hold connections open forever.
+func setTimeouts(s *http.Server) {
+	s.ReadHeaderTimeout = readHeaderTimeout
+	s.ReadTimeout = readTimeout
+	s.WriteTimeout = writeTimeout
+	s.IdleTimeout = idleTimeout
 }
 
 // Start starts a server from NewUnstartedServer. It panics if the server

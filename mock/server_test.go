@@ -1,10 +1,14 @@
 package mock_test
 
 import (
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -85,4 +89,40 @@ func TestChargesOrder(t *testing.T) {
 		got = append(got, c.ID)
 	}
 	assert.Equal(t, want, got)
+}
+
+// A Server bounds slow clients, but gives a delay fault all the time it
+// may hold.
+func TestServerTimeouts(t *testing.T) {
+	srv := mock.NewUnstartedServer()
+	c := srv.Config
+	assert.Positive(t, c.ReadHeaderTimeout)
+	assert.Positive(t, c.ReadTimeout)
+	assert.Positive(t, c.IdleTimeout)
+	assert.Greater(t, c.WriteTimeout, mock.MaxFaultDelay, "a hold of MaxFaultDelay still answers")
+
+	// Small values, to watch them work.
+	c.ReadHeaderTimeout, c.ReadTimeout = 100*time.Millisecond, 200*time.Millisecond
+	srv.Start()
+	defer srv.Close()
+
+	// A slowloris client never finishes its headers: it is disconnected.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second))) // only for a broken server
+	began := time.Now()
+	_, err = conn.Read(make([]byte, 1))
+	require.Error(t, err)
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the server hung up, the client did not time out: %v", err)
+	assert.Less(t, time.Since(began), 5*time.Second)
+
+	// ReadTimeout covers the request, not a hold that outlasts it.
+	require.NoError(t, srv.InjectFault(mock.Fault{Kind: mock.Delay, Delay: 500 * time.Millisecond}))
+	h := &harness{t: t, srv: srv, c: srv.Client()}
+	assert.Equal(t, http.StatusOK, h.post("/v1/charges", "k", chargeBody(100)).Status)
+	assert.Equal(t, mock.Delay, srv.Requests()[0].Fault)
 }

@@ -4,6 +4,7 @@
 //
 //	payonce-mock [-addr 127.0.0.1:12111] [-ttl 24h] [-require-key=true]
 //	             [-chaos RATE -seed N] [-api-key sk_test_…]… [-mismatch-status 422]
+//	             [-history N] [-history-bytes N] [-allow-remote] [-control-token T]
 //	             [-store postgres://…|redis://… [-store-table T | -store-prefix P]]
 //
 // By default the idempotency records live in memory, with nothing to set
@@ -29,7 +30,13 @@
 // /healthz (see docs/protocol.md), logs one line per request to stderr, and
 // shuts down cleanly on SIGINT or SIGTERM. It is a test tool with an
 // unauthenticated control surface, so it refuses to listen on anything but
-// a loopback address unless given -allow-remote.
+// a loopback address unless given -allow-remote, and then warns at start.
+// The control surface answers only requests whose Host is a loopback name
+// or address, so that a web page cannot reach it through DNS rebinding,
+// and only JSON bodies, so that a page cannot post a form to it; with
+// -control-token it answers any Host that sends Authorization: Bearer and
+// the token instead (see docs/protocol.md §8). The token, like any flag,
+// is visible to every user of the machine.
 package main
 
 import (
@@ -89,6 +96,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	seed := fs.Int64("seed", 0, "seed of the chaos faults")
 	mismatch := fs.Int("mismatch-status", http.StatusUnprocessableEntity, "status for a key reused with another request: 422 or 400")
 	history := fs.Int("history", mock.DefaultHistoryLimit, "how many requests GET /_mock/requests keeps")
+	historyBytes := fs.Int("history-bytes", mock.DefaultHistoryBytes, "how many bytes of records GET /_mock/requests keeps")
+	controlToken := fs.String("control-token", "", "require Authorization: Bearer `token` on the control surface (/_mock/), instead of a loopback Host")
 	var keys keyList
 	fs.Var(&keys, "api-key", "accept only this API `key` (repeatable; default: any sk_test_ key)")
 	var sc storeConfig
@@ -113,7 +122,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		mock.WithMismatchStatus(*mismatch),
 		mock.WithChaos(*chaos, *seed),
 		mock.WithHistoryLimit(*history),
+		mock.WithHistoryBytes(*historyBytes),
 		mock.WithLogger(logger),
+	}
+	if *controlToken != "" {
+		opts = append(opts, mock.WithControlToken(*controlToken))
 	}
 	if !*requireKey {
 		opts = append(opts, mock.WithOptionalKey())
@@ -142,12 +155,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           gw,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newServer(gw, logger, defaultTimeouts)
 	fmt.Fprintf(stderr, "payonce-mock: listening on http://%s\n", ln.Addr())
+	if *allowRemote && checkLoopback(*addr) != nil {
+		warnRemote(stderr, ln.Addr(), *controlToken != "", len(keys) > 0)
+	}
 	logger.Info("started", "ttl", *ttl, "require_key", *requireKey, "chaos", *chaos, "seed", *seed,
 		"api_keys", len(keys), "mismatch_status", *mismatch, "store", storeDesc)
 
@@ -170,6 +182,49 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// timeouts are those of the server run starts.
+type timeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+// defaultTimeouts bound slow clients: 10 s to send the headers, 30 s for
+// the headers and the body (at most 1 MiB, read before any fault holds the
+// request), 2 min on an idle connection. A response may take as long as a
+// delay fault's longest hold and a minute more, since net/http fails a
+// response written after WriteTimeout.
+var defaultTimeouts = timeouts{
+	readHeader: 10 * time.Second,
+	read:       30 * time.Second,
+	write:      mock.MaxFaultDelay + time.Minute,
+	idle:       2 * time.Minute,
+}
+
+func newServer(h http.Handler, logger *slog.Logger, t timeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.readHeader,
+		ReadTimeout:       t.read,
+		WriteTimeout:      t.write,
+		IdleTimeout:       t.idle,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// warnRemote says, on stderr, what listening beyond loopback exposes.
+func warnRemote(stderr io.Writer, addr net.Addr, token, apiKeys bool) {
+	fmt.Fprintf(stderr, "payonce-mock: WARNING: -allow-remote: listening on %s, beyond this machine.\n", addr)
+	if token {
+		fmt.Fprintln(stderr, "payonce-mock: WARNING: the control surface (/_mock/) requires the -control-token; keep it secret.")
+	} else {
+		fmt.Fprintln(stderr, "payonce-mock: WARNING: the control surface (/_mock/) has no authentication: anyone who can reach "+
+			"this address can inject faults, turn on chaos, move the clock, reset all state, and read every charge "+
+			"and the request history. A -control-token is strongly advised.")
+	}
+	if !apiKeys {
+		fmt.Fprintln(stderr, "payonce-mock: WARNING: the API accepts any sk_test_ key; -api-key restricts it.")
+	}
 }
 
 // checkLoopback refuses an address that is not on a loopback interface.

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/payonce/payonce/internal/testenv"
+	"github.com/payonce/payonce/mock"
 )
 
 const apiKey = "sk_test_cmd_secret_4eC39HqLyjWD"
@@ -168,6 +171,8 @@ func TestRunRefusesBadArguments(t *testing.T) {
 		{"-mismatch-status", "418"},
 		{"-api-key", "pk_live_x"},
 		{"-history", "0"},
+		{"-history-bytes", "0"},
+		{"-control-token", "has space"},
 		{"-no-such-flag"},
 		{"extra"},
 	} {
@@ -178,6 +183,89 @@ func TestRunRefusesBadArguments(t *testing.T) {
 	var stderr strings.Builder
 	err := run(ctx, []string{"-addr", "0.0.0.0:0"}, &stderr)
 	assert.ErrorContains(t, err, "-allow-remote")
+}
+
+// -allow-remote says at start what it exposes, and that a token is advised.
+func TestRunAllowRemoteWarns(t *testing.T) {
+	s := start(t, "-allow-remote", "-addr", "0.0.0.0:0")
+	var warning strings.Builder
+	for range 3 {
+		warning.WriteString(s.waitLine(t, "WARNING") + "\n")
+	}
+	w := warning.String()
+	assert.Contains(t, w, "-allow-remote")
+	assert.Contains(t, w, "beyond this machine")
+	assert.Contains(t, w, "no authentication")
+	assert.Contains(t, w, "inject faults")
+	assert.Contains(t, w, "reset all state")
+	assert.Contains(t, w, "the request history")
+	assert.Contains(t, w, "-control-token is strongly advised")
+	assert.Contains(t, w, "-api-key restricts it")
+
+	s = start(t, "-allow-remote", "-addr", "0.0.0.0:0", "-control-token", "ctl_secret_token", "-api-key", apiKey)
+	line := s.waitLine(t, "WARNING")
+	assert.Contains(t, line, "beyond this machine")
+	line = s.waitLine(t, "WARNING")
+	assert.Contains(t, line, "requires the -control-token")
+	assert.NotContains(t, line, "ctl_secret_token", "the token is never printed")
+}
+
+// With -control-token, the control surface wants the token, under any Host.
+func TestRunControlToken(t *testing.T) {
+	s := start(t, "-control-token", "ctl_secret_token")
+	get := func(auth, host string) int {
+		req, err := http.NewRequest("GET", s.url+"/_mock/charges", nil)
+		require.NoError(t, err)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	assert.Equal(t, http.StatusUnauthorized, get("", ""))
+	assert.Equal(t, http.StatusUnauthorized, get("Bearer ctl_secret_tokeN", ""))
+	assert.Equal(t, http.StatusOK, get("Bearer ctl_secret_token", ""))
+	assert.Equal(t, http.StatusOK, get("Bearer ctl_secret_token", "mock.ci.internal"))
+
+	s = start(t)
+	assert.Equal(t, http.StatusForbidden, get("", "attacker.example"), "no token: a loopback Host only")
+}
+
+// The server bounds slow clients: here with small values, to watch them.
+func TestServerTimeouts(t *testing.T) {
+	d := newServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler), defaultTimeouts)
+	assert.Positive(t, d.ReadHeaderTimeout)
+	assert.Positive(t, d.ReadTimeout)
+	assert.Positive(t, d.IdleTimeout)
+	assert.Greater(t, d.WriteTimeout, mock.MaxFaultDelay, "a delay fault's longest hold still answers")
+
+	srv := newServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler),
+		timeouts{readHeader: 100 * time.Millisecond, read: time.Second, write: time.Second, idle: 100 * time.Millisecond})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	for _, send := range []string{
+		"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ", // slowloris: headers never end
+		"", // a connection that stays idle
+	} {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		_, err = io.WriteString(conn, send)
+		require.NoError(t, err)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second))) // only for a broken server
+		began := time.Now()
+		_, err = io.ReadAll(conn)
+		var ne net.Error
+		assert.False(t, errors.As(err, &ne) && ne.Timeout(), "%q: the server hung up, the client did not time out: %v", send, err)
+		assert.Less(t, time.Since(began), 5*time.Second)
+		conn.Close()
+	}
 }
 
 func TestCheckLoopback(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,9 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/payonce/payonce"
 	"github.com/payonce/payonce/mock"
@@ -19,6 +17,15 @@ import (
 // errCrashed is returned by run when config.crash returns instead of ending
 // the process.
 var errCrashed = errors.New("crashed on purpose (-crash-after)")
+
+// embeddedNote is printed when a run starts an embedded gateway: a crash or
+// Ctrl-C followed by a rerun is the point of the example, and against this
+// gateway it would charge everything again, on a new gateway.
+const embeddedNote = `billing: NOTE: this embedded gateway dies with this process. A rerun after a crash or Ctrl-C
+billing: NOTE: starts over on a new, empty gateway and charges every invoice again. To see a rerun
+billing: NOTE: replay instead, run the standalone mock and point the batch at it (see the README):
+billing: NOTE:   go run ./cmd/payonce-mock -chaos 0.2
+billing: NOTE:   go run ./examples/billing -gateway http://127.0.0.1:12111`
 
 // errDoubleCharge is returned by run when the gateway holds two charges for
 // one invoice, which this program exists to prevent.
@@ -65,9 +72,9 @@ type summary struct {
 	charged int // charged by this run
 	// replayed: already charged under the invoice's key, by an attempt
 	// whose response was lost or by a run that died before saving it, so
-	// the gateway answered with that charge. The client cannot tell which:
-	// net/http itself resends a keyed request on a dead keep-alive
-	// connection, so even a first attempt can be answered with a replay.
+	// the gateway answered with that charge. The summary does not tell
+	// which: a first attempt is answered with a replay when an earlier run
+	// made the charge.
 	replayed int
 	declined int
 	unknown  int
@@ -94,7 +101,15 @@ func (s *summary) count(j job, e *entry) {
 
 func (s *summary) sent() int { return s.charged + s.replayed + s.declined + s.unknown }
 
-func (s *summary) String() string {
+// describe is the summary for the progress bar, shorter for a narrow
+// terminal.
+func (s *summary) describe(form summaryForm) string {
+	switch form {
+	case summaryNone:
+		return "renewals"
+	case summaryShort:
+		return fmt.Sprintf("new %d rep %d dec %d unk %d", s.charged, s.replayed, s.declined, s.unknown)
+	}
 	return fmt.Sprintf("charged %d · replayed %d · declined %d · unknown %d", s.charged, s.replayed, s.declined, s.unknown)
 }
 
@@ -125,10 +140,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		baseURL, gateway = srv.URL, embeddedGateway
 		fmt.Fprintf(stderr, "billing: embedded mock gateway at %s, faults on %.0f%% of charge requests (seed %d)\n",
 			srv.URL, cfg.chaos*100, cfg.seed)
-		if cfg.crashAfter > 0 {
-			fmt.Fprintln(stderr, "billing: note: the embedded gateway dies with this process, so a rerun cannot replay "+
-				"its charges; to see one, run payonce-mock and pass -gateway (see go doc ./examples/billing)")
-		}
+		fmt.Fprintln(stderr, embeddedNote)
 	}
 
 	st, note, err := loadState(cfg.statePath, gateway, cfg.period)
@@ -170,15 +182,8 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		todo = append(todo, job{inv: inv, key: key, retry: prev != nil})
 	}
 
-	bar := progressbar.NewOptions(len(invs),
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetVisibility(cfg.progress),
-		progressbar.OptionSetDescription("renewals"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(50*time.Millisecond),
-		progressbar.OptionShowElapsedTimeOnFinish(),
-	)
+	layout := layoutProgress(cmp.Or(cfg.columns, defaultColumns), len(invs))
+	bar := newProgressBar(stderr, cfg.progress, len(invs), layout)
 	endBar := func(finished bool) {
 		if finished {
 			bar.Finish()
@@ -275,7 +280,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("save state after %s: %w", d.inv.ID, err)
 		}
 		sum.count(d.job, e)
-		bar.Describe(sum.String())
+		bar.Describe(sum.describe(layout.form))
 		bar.Add(1)
 		<-slots // saved: the next invoice may go
 	}

@@ -106,6 +106,9 @@ type config struct {
 	// progress draws the progress bar on stderr; main sets it when stderr
 	// is a terminal.
 	progress bool
+	// columns is the width of the terminal the progress bar is drawn in;
+	// 0 means defaultColumns.
+	columns int
 	// crash is called at -crash-after and must not return: main passes a
 	// function that calls os.Exit(exitCrash). If it returns anyway, run
 	// returns errCrashed at once, saving nothing.
@@ -129,6 +132,9 @@ func realMain() int {
 		return exitUsage
 	}
 	cfg.progress = isTerminal(os.Stderr)
+	if cfg.progress {
+		cfg.columns = terminalColumns(os.Stderr)
+	}
 	cfg.crash = func() { os.Exit(exitCrash) }
 	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "billing:", err)

@@ -130,7 +130,14 @@ func buildBinary(t *testing.T) string {
 	if err != nil {
 		t.Skipf("no go command to build the program with: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "billing")
+	return buildPackage(t, goTool, ".", "billing")
+}
+
+// buildPackage builds the command in dir, named name, with the race
+// detector if this test has it.
+func buildPackage(t *testing.T, goTool, dir, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
 	if runtime.GOOS == "windows" {
 		bin += ".exe"
 	}
@@ -138,16 +145,23 @@ func buildBinary(t *testing.T) string {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	out, err := exec.CommandContext(t.Context(), goTool, append(args, ".")...).CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
+	out, err := exec.CommandContext(t.Context(), goTool, append(args, dir)...).CombinedOutput()
+	require.NoError(t, err, "go build %s: %s", dir, out)
 	return bin
 }
 
 // execBatch runs the built program and returns its exit status and output.
 func execBatch(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return execBatchIn(t, "", bin, args...)
+}
+
+// execBatchIn is execBatch in the working directory dir ("" for this one).
+func execBatchIn(t *testing.T, dir, bin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	cmd.Env = append(os.Environ(), payonce.EnvAPIKey+"=") // the default test key
 	err := cmd.Run()
@@ -396,6 +410,9 @@ func TestEmbeddedGateway(t *testing.T) {
 	assert.Contains(t, stdout, "no invoice charged twice")
 	assert.NotContains(t, stdout, "\r", "the progress bar stays off stdout")
 	assert.Contains(t, errOut.String(), "(40/40)", "the progress bar ran on stderr")
+	assert.Contains(t, errOut.String(), "NOTE: this embedded gateway dies with this process",
+		"a rerun would charge again, and the run says so at its start")
+	assert.Contains(t, errOut.String(), "-gateway http://127.0.0.1:12111", "…and how to see a replay instead")
 	assert.Equal(t, embeddedGateway, readState(t, cfg.statePath).Gateway)
 
 	out.Reset()

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,10 +72,15 @@ func newVisitor(t *testing.T, srv *httptest.Server) *visitor {
 	return v
 }
 
-// pay sends POST /pay as the page does. It is safe to call from several
-// goroutines, and reports failures with t.Error, never t.Fatal.
+// pay sends POST /pay for the cart's current attempt.
 func (v *visitor) pay(keyed, flaky bool, card string) (int, payResult) {
-	body, _ := json.Marshal(payRequest{Keyed: keyed, Flaky: flaky, Card: card})
+	return v.send(payRequest{Keyed: keyed, Flaky: flaky, Card: card})
+}
+
+// send sends POST /pay as the page does. It is safe to call from several
+// goroutines, and reports failures with t.Error, never t.Fatal.
+func (v *visitor) send(req payRequest) (int, payResult) {
+	body, _ := json.Marshal(req)
 	resp, err := v.hc.Post(v.url+"/pay", "application/json", bytes.NewReader(body))
 	if err != nil {
 		v.t.Errorf("POST /pay: %v", err)
@@ -134,7 +140,7 @@ func TestPayConcurrentClicks(t *testing.T) {
 			}
 			assert.Len(t, ids, tc.wantCharges, "distinct charge ids answered")
 			if tc.keyed {
-				assert.Equal(t, map[string]bool{"cart:" + v.cart: true}, keys, "every click is keyed by the cart")
+				assert.Equal(t, map[string]bool{"cart:" + v.cart + ":attempt_1": true}, keys, "every click is keyed by the cart")
 			} else {
 				assert.Len(t, keys, clicks, "every click has its own key")
 			}
@@ -209,6 +215,126 @@ wait:
 	}
 }
 
+// A declined card leaves the cart payable with another card: the next
+// payment is a new attempt, under a new key. Clicks on one attempt, even
+// one answered after its decline, share its key, and a charged attempt is
+// never followed by another.
+func TestDeclineThenAnotherCard(t *testing.T) {
+	srv, gw := newTestShop(t)
+	v := newVisitor(t, srv)
+	key := func(n int) string { return fmt.Sprintf("cart:%s:attempt_%d", v.cart, n) }
+
+	// A double click with the card that declines: one attempt, one key.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, res := v.send(payRequest{Keyed: true, Card: "tok_chargeDeclined", Attempt: 1})
+			assert.Equal(t, http.StatusPaymentRequired, status, "%+v", res)
+			assert.Equal(t, "declined", res.Error)
+			assert.Equal(t, key(1), res.Key)
+			assert.Equal(t, 2, res.NextAttempt, "the next payment is a new attempt")
+		}()
+	}
+	wg.Wait()
+	// A click on that attempt that arrives after its decline is still that
+	// attempt: the gateway replays the decline.
+	status, res := v.send(payRequest{Keyed: true, Card: "tok_chargeDeclined", Attempt: 1})
+	assert.Equal(t, http.StatusPaymentRequired, status)
+	assert.Equal(t, key(1), res.Key)
+	var executed int
+	for _, r := range gw.Requests() {
+		if r.IdempotencyKey == key(1) && r.Outcome == mock.OutcomeExecuted {
+			executed++
+		}
+	}
+	assert.Equal(t, 1, executed, "the declined attempt went to the card network once")
+
+	// Another card: attempt 2 is charged, and its double click replayed.
+	status, paid := v.send(payRequest{Keyed: true, Card: "tok_visa", Attempt: 2})
+	require.Equal(t, http.StatusOK, status, "%+v", paid)
+	assert.Equal(t, key(2), paid.Key)
+	assert.Equal(t, 2, paid.NextAttempt, "a charge starts no new attempt")
+	status, again := v.send(payRequest{Keyed: true, Card: "tok_visa", Attempt: 2})
+	require.Equal(t, http.StatusOK, status)
+	assert.True(t, again.Replayed)
+	assert.Equal(t, paid.ChargeID, again.ChargeID)
+
+	// No click can start a third attempt, nor pay the second with another
+	// card.
+	status, res = v.send(payRequest{Keyed: true, Card: "tok_visa", Attempt: 3})
+	assert.Equal(t, http.StatusBadRequest, status, "%+v", res)
+	status, res = v.send(payRequest{Keyed: true, Card: "tok_chargeDeclined", Attempt: 2})
+	assert.Equal(t, http.StatusConflict, status, "%+v", res)
+	requireCharges(t, gw, v.cart, 1)
+
+	resp, err := v.hc.Get(v.url + "/state")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var st cartState
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	assert.Equal(t, 2, st.Attempt)
+}
+
+// With the flaky network on, the gateway charges and loses its answer; the
+// client's retry with the same key gets the stored charge, and the page says
+// so, from the attempts the client counted: every attempt the gateway
+// received. The first payment warms the client's kept-alive connection to
+// the gateway, over which net/http used to resend the lost request on its
+// own, where the client could not count it and the toggle showed nothing.
+func TestFlakyNetworkShowsTheRetry(t *testing.T) {
+	srv, gw := newTestShop(t)
+	v := newVisitor(t, srv)
+	status, first := v.pay(true, false, "tok_visa")
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "charged at the first attempt", first.Note)
+
+	v.newCart()
+	status, res := v.pay(true, true, "tok_visa")
+	require.Equal(t, http.StatusOK, status, "%+v", res)
+	var received int
+	for _, r := range gw.Requests() {
+		if r.IdempotencyKey == res.Key {
+			received++
+		}
+	}
+	assert.Equal(t, 2, received, "the gateway received the lost attempt and its retry")
+	assert.Equal(t, received, res.Attempts, "the page counts every attempt the gateway received")
+	assert.True(t, res.Replayed)
+	assert.Contains(t, res.Note, "charged after 2 attempts (1 retry with the same key)")
+	requireCharges(t, gw, v.cart, 1)
+}
+
+// What the page says of a charge, from the client's attempts.
+func TestAttemptsNote(t *testing.T) {
+	for _, tc := range []struct {
+		attempts int
+		replayed bool
+		want     string
+	}{
+		{1, false, "charged at the first attempt"},
+		{1, true, "replayed at the first attempt: the gateway had already charged under this key"},
+		{2, true, "charged after 2 attempts (1 retry with the same key): an earlier answer was lost"},
+		{4, true, "charged after 4 attempts (3 retries with the same key)"},
+		{3, false, "charged after 3 attempts (2 retries with the same key): the earlier ones failed before the gateway charged"},
+	} {
+		assert.Contains(t, attemptsNote(tc.attempts, tc.replayed), tc.want, "%d attempts, replayed %v", tc.attempts, tc.replayed)
+	}
+}
+
+// newCart starts a new cart, as the page's button does.
+func (v *visitor) newCart() {
+	v.t.Helper()
+	resp, err := v.hc.Post(v.url+"/cart", "application/json", strings.NewReader("{}"))
+	require.NoError(v.t, err)
+	defer resp.Body.Close()
+	var body map[string]string
+	require.NoError(v.t, json.NewDecoder(resp.Body).Decode(&body))
+	require.NotEqual(v.t, v.cart, body["cart"])
+	v.cart = body["cart"]
+}
+
 // requireCharges checks that the gateway's ledger holds want charges for
 // cart.
 func requireCharges(t *testing.T, gw *mock.Server, cart string, want int) {
@@ -244,17 +370,22 @@ func TestPayErrors(t *testing.T) {
 		assert.Equal(t, http.StatusPaymentRequired, status)
 		assert.Equal(t, "declined", res.Error)
 		assert.NotEmpty(t, res.Message)
+		assert.Equal(t, 2, res.NextAttempt, "another card may be tried")
 		requireCharges(t, gw, v.cart, 0)
 	})
 
-	t.Run("another card for a keyed cart", func(t *testing.T) {
+	// Only a decline lets another card try: a paid cart is paid.
+	t.Run("another card for a paid cart", func(t *testing.T) {
 		srv, gw := newTestShop(t)
 		v := newVisitor(t, srv)
 		status, _ := v.pay(true, false, "tok_visa")
 		require.Equal(t, http.StatusOK, status)
-		status, res := v.pay(true, false, "tok_chargeDeclined")
+		status, res := v.pay(true, false, "tok_mastercard")
+		assert.Equal(t, http.StatusBadRequest, status, "not a card the page offers: %+v", res)
+		status, res = v.pay(true, false, "tok_chargeDeclined")
 		assert.Equal(t, http.StatusConflict, status)
 		assert.Equal(t, "key_reused", res.Error)
+		assert.Equal(t, 1, res.NextAttempt)
 		requireCharges(t, gw, v.cart, 1)
 	})
 
@@ -270,7 +401,8 @@ func TestPayErrors(t *testing.T) {
 		assert.Equal(t, http.StatusGatewayTimeout, status)
 		assert.Equal(t, "outcome_unknown", res.Error)
 		assert.Equal(t, payonce.DefaultMaxRetries+1, res.Attempts)
-		assert.Equal(t, "cart:"+v.cart, res.Key)
+		assert.Equal(t, "cart:"+v.cart+":attempt_1", res.Key)
+		assert.Equal(t, 1, res.NextAttempt, "an unknown outcome is settled with the same key")
 
 		status, res = v.pay(true, false, "tok_visa")
 		assert.Equal(t, http.StatusOK, status)
@@ -364,6 +496,8 @@ type page struct {
 	Title      string   `json:"title"`
 	Results    []string `json:"results"`  // each click's data-result: ok, error or pending
 	Replayed   []bool   `json:"replayed"` // each click's replayed flag
+	Attempts   []int    `json:"attempts"` // each click's attempts, as the client counted them
+	Texts      []string `json:"texts"`    // each click's line in the log
 }
 
 const readPage = `(() => {
@@ -377,6 +511,8 @@ const readPage = `(() => {
 		title: document.getElementById('status-title').textContent,
 		results: lis.map(li => li.dataset.result),
 		replayed: lis.map(li => li.dataset.replayed === 'true'),
+		attempts: lis.map(li => Number(li.dataset.attempts || 0)),
+		texts: lis.map(li => li.textContent),
 	};
 })()`
 
@@ -494,17 +630,17 @@ func TestCheckoutInBrowser(t *testing.T) {
 	)
 	require.NoError(t, err, "load the page")
 
-	// checkout starts a new cart, sets the toggles, clicks Pay three times
-	// in a row without waiting, and waits until every click has its answer
-	// and the page shows the gateway's state after the last one. Once the
-	// page is stuck, later subtests fail at once rather than wait again.
+	// Once the page is stuck, later subtests fail at once rather than wait
+	// again.
 	stuck := false
-	checkout := func(t *testing.T, keyed, flaky bool) (cart string, p page) {
+
+	// startCart starts a new cart and sets the toggles, and returns what
+	// the page showed before.
+	startCart := func(t *testing.T, keyed, flaky bool) (before page) {
 		t.Helper()
 		if stuck {
 			t.Fatal("the page got stuck in an earlier subtest")
 		}
-		var before page
 		err := chromedp.Run(bctx, chromedp.Evaluate(readPage, &before))
 		require.NoError(t, err)
 		err = chromedp.Run(bctx,
@@ -531,24 +667,40 @@ func TestCheckoutInBrowser(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, want, checked, "toggle %s", sel)
 		}
+		return before
+	}
 
-		// Three clicks in one task: all three requests leave before the
-		// first answer can arrive.
-		require.NoError(t, chromedp.Run(bctx, chromedp.Evaluate(`{
+	// click chooses card and clicks Pay n times in one task, so that all
+	// the requests leave before the first answer can arrive. It waits until
+	// the log holds want lines, all answered, and the page shows the
+	// gateway's state after the last one.
+	click := func(t *testing.T, card string, n, want int) (p page) {
+		t.Helper()
+		require.NoError(t, chromedp.Run(bctx, chromedp.SetValue("#card", card, chromedp.ByQuery)))
+		require.NoError(t, chromedp.Run(bctx, chromedp.Evaluate(fmt.Sprintf(`{
 			const pay = document.getElementById('pay');
-			for (let i = 0; i < 3; i++) pay.click();
-		}`, nil)))
-		err = chromedp.Run(bctx, chromedp.Poll(`(() => {
+			for (let i = 0; i < %d; i++) pay.click();
+		}`, n), nil)))
+		err := chromedp.Run(bctx, chromedp.Poll(fmt.Sprintf(`(() => {
 			const lis = document.querySelectorAll('#log li');
-			return lis.length === 3 && !document.querySelector('#log li[data-result="pending"]')
+			return lis.length === %d && !document.querySelector('#log li[data-result="pending"]')
 				&& document.getElementById('status').dataset.synced === 'true';
-		})()`, nil, chromedp.WithPollingTimeout(waitLimit)))
+		})()`, want), nil, chromedp.WithPollingTimeout(waitLimit)))
 		if err != nil {
 			stuck = true
-			t.Fatalf("the page did not settle after three clicks: %v\n%s", err, mainHTML(bctx))
+			t.Fatalf("the page did not settle after %d clicks: %v\n%s", n, err, mainHTML(bctx))
 		}
-		err = chromedp.Run(bctx, chromedp.Evaluate(readPage, &p))
-		require.NoError(t, err)
+		require.NoError(t, chromedp.Run(bctx, chromedp.Evaluate(readPage, &p)))
+		return p
+	}
+
+	// checkout starts a new cart, sets the toggles, clicks Pay three times
+	// in a row without waiting, and returns the page once every click has
+	// its answer.
+	checkout := func(t *testing.T, keyed, flaky bool) (cart string, p page) {
+		t.Helper()
+		before := startCart(t, keyed, flaky)
+		p = click(t, "tok_visa", 3, 3)
 		require.NotEqual(t, before.Cart, p.Cart)
 		assert.Equal(t, []string{"ok", "ok", "ok"}, p.Results, "each click's answer")
 		return p.Cart, p
@@ -581,6 +733,29 @@ func TestCheckoutInBrowser(t *testing.T) {
 		requireCharges(t, gw, cart, 3)
 	})
 
+	// A declined card, double-clicked, then another card: the cart is
+	// charged once, under the second attempt's key.
+	t.Run("declined, then another card", func(t *testing.T) {
+		startCart(t, true, false)
+		p := click(t, "tok_chargeDeclined", 2, 2)
+		assert.Equal(t, []string{"error", "error"}, p.Results)
+		for _, text := range p.Texts {
+			assert.Contains(t, text, "declined")
+			assert.Contains(t, text, "Choose another card and pay again.")
+			assert.Contains(t, text, "key cart:"+p.Cart+":attempt_1", "a double click is one attempt")
+		}
+		assert.Equal(t, 0, p.Charges)
+
+		p = click(t, "tok_visa", 1, 3)
+		assert.Equal(t, []string{"error", "error", "ok"}, p.Results)
+		assert.Contains(t, p.Texts[2], "key cart:"+p.Cart+":attempt_2", "another card is a new attempt")
+		assert.Equal(t, 1, p.Charges)
+		assert.Equal(t, "1 charge — no duplicates", p.Title)
+		requireCharges(t, gw, p.Cart, 1)
+	})
+
+	// The flaky network loses answers after charging; the page shows the
+	// client's retries that got them back.
 	t.Run("keys on, flaky network", func(t *testing.T) {
 		dropped := droppedAnswers(gw)
 		cart, p := checkout(t, true, true)
@@ -588,6 +763,38 @@ func TestCheckoutInBrowser(t *testing.T) {
 		assert.Equal(t, 0, p.Duplicates)
 		assert.Equal(t, "1 charge — no duplicates", p.Title)
 		assert.Greater(t, droppedAnswers(gw), dropped, "the flaky network lost no answer")
+		retried := 0
+		for i, n := range p.Attempts {
+			if n >= 2 {
+				retried++
+				assert.Contains(t, p.Texts[i], fmt.Sprintf("%d attempts", n), "the click's line shows its attempts")
+				assert.Contains(t, p.Texts[i], "with the same key", "…and its note says how")
+			}
+		}
+		assert.Positive(t, retried, "some click was retried after its answer was lost: %q", p.Texts)
 		requireCharges(t, gw, cart, 1)
 	})
+}
+
+// -h names the command and says what it does, not a temporary binary's
+// path; a bad flag fails with the usage.
+func TestUsage(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, &out)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	usage := out.String()
+	assert.True(t, strings.HasPrefix(usage, "usage: go run ./examples/checkout [-addr HOST:PORT]\n"), "%s", usage)
+	assert.Contains(t, usage, "the cart is charged once")
+	assert.Contains(t, usage, "-addr address")
+	assert.NotContains(t, usage, os.TempDir())
+
+	addr, err := parseFlags([]string{"-addr", "127.0.0.1:0"}, &out)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:0", addr)
+	for _, args := range [][]string{{"-nope"}, {"extra"}} {
+		out.Reset()
+		_, err := parseFlags(args, &out)
+		assert.Error(t, err, "%q", args)
+		assert.Contains(t, out.String(), "usage: go run ./examples/checkout", "%q", args)
+	}
 }

@@ -6,10 +6,13 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"mime"
 	"net/http"
 	"regexp"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/payonce/payonce"
@@ -47,19 +50,73 @@ type Shop struct {
 	// not have: the page shows its ledger, and the "flaky network" toggle
 	// injects faults into it.
 	gateway *mock.Gateway
+
+	// attempts holds each cart's current payment attempt, where it is past
+	// the first; a real shop keeps it with the cart. See payKey.
+	mu       sync.Mutex
+	attempts map[string]int
 }
 
 // NewShop returns a shop that charges through client, which must point at
 // gateway.
 func NewShop(client *payonce.Client, gateway *mock.Gateway) *Shop {
-	return &Shop{client: client, gateway: gateway}
+	return &Shop{client: client, gateway: gateway, attempts: make(map[string]int)}
+}
+
+// attempt returns cart's current payment attempt, 1 at first.
+func (s *Shop) attempt(cart string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.attempts[cart], 1)
+}
+
+// declined ends attempt n of cart, which the gateway declined, and returns
+// the cart's current attempt: the next one, unless another request had
+// already ended it.
+func (s *Shop) declined(cart string, n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := max(s.attempts[cart], 1); cur != n {
+		return cur
+	}
+	s.attempts[cart] = n + 1
+	return n + 1
+}
+
+// payKey is the idempotency key of attempt n to pay for cart.
+//
+// The key names the operation "pay for this cart", not an HTTP request. A
+// double click, a browser or proxy resending the POST after a slow answer,
+// a second tab: each is a new request for the same payment. Derived from
+// the cart, they all carry the same key, so the gateway executes the first
+// and replays its result to the others, and nothing needs storing. A key
+// made per request (payonce.NewKey) gives each of them a new key, and the
+// gateway, which can only tell operations apart by their keys, charges
+// every one. The client's retries use one key per call either way; they
+// protect one request from the network, not the customer from their own
+// second click.
+//
+// A declined card ends an attempt: the customer may try another card, and
+// that is a new operation, which needs a new key (the gateway keeps the
+// decline under the old one, and would refuse the old key with another
+// card). So the key names the attempt too, and only a decline, which the
+// gateway answers when it charged nothing, starts the next one. A charge,
+// an unknown outcome or a request in flight never does, so no click can
+// ever charge a cart twice. The page sends the attempt it was showing when
+// clicked: a second click on a declined attempt gets its decline replayed,
+// and is not taken for a new attempt.
+//
+// A cart is paid once: if its content can change after a failed payment,
+// put its version in the key too.
+func payKey(cart string, n int) (string, error) {
+	return payonce.BusinessKey("cart", cart, "attempt_"+strconv.Itoa(n))
 }
 
 // Handler returns the shop's routes:
 //
 //	GET  /        the checkout page (it gives a new visitor a cart)
 //	GET  /static/ its script and style
-//	GET  /state   the gateway's charges for the visitor's cart, as JSON
+//	GET  /state   the cart's payment attempt and the gateway's charges for it, as JSON
 //	POST /pay     pays for the visitor's cart, answers a payResult
 //	POST /cart    starts a new cart
 func (s *Shop) Handler() http.Handler {
@@ -94,6 +151,9 @@ type payRequest struct {
 	Keyed bool   `json:"keyed"` // "Idempotency key per cart"
 	Flaky bool   `json:"flaky"` // "Flaky network"
 	Card  string `json:"card"`  // a test token, see cards
+	// Attempt is the cart's payment attempt the page showed when clicked
+	// (see payKey); 0 for the cart's current one.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // payResult is the answer to POST /pay, for the page's log.
@@ -102,7 +162,14 @@ type payResult struct {
 	ChargeID string `json:"charge_id,omitempty"`
 	Replayed bool   `json:"replayed"`           // the gateway replayed a stored result
 	Attempts int    `json:"attempts,omitempty"` // attempts the client made, retries included
-	Key      string `json:"key,omitempty"`      // the idempotency key the charge was sent with
+	// Note tells a person how the answer came: at the first attempt, or
+	// after retries, and whether the gateway replayed a stored charge.
+	Note string `json:"note,omitempty"`
+	Key  string `json:"key,omitempty"` // the idempotency key the charge was sent with
+	// NextAttempt is the cart's payment attempt after this answer, which
+	// the page sends with its next click: one more than the attempt paid
+	// after a decline, the same otherwise. 0 when keys are off.
+	NextAttempt int `json:"next_attempt,omitempty"`
 	// Error is "declined", "outcome_unknown", "key_reused", "bad_request"
 	// or "failed"; Message says it for a person.
 	Error   string `json:"error,omitempty"`
@@ -130,23 +197,21 @@ func (s *Shop) pay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// The key names the operation "pay for this cart", not this HTTP
-	// request. A double click, a browser or proxy resending the POST after
-	// a slow answer, a second tab: each is a new request for the same
-	// payment. Derived from the cart, they all carry the same key, so the
-	// gateway executes the first and replays its result to the others,
-	// and nothing needs storing. A key made per request (payonce.NewKey
-	// here) gives each of them a new key, and the gateway, which can only
-	// tell operations apart by their keys, charges every one. The client's
-	// retries use one key per call either way; they protect one request
-	// from the network, not the customer from their own second click.
-	//
-	// A cart is paid once: if its content can change after a failed
-	// payment, put its version in the key too.
+	// The key names the payment, not this request: see payKey.
 	key := payonce.NewKey() // the classic bug, for the "off" position of the toggle
+	attempt := 0
 	if req.Keyed {
+		attempt = s.attempt(cart)
+		switch {
+		case req.Attempt > attempt || req.Attempt < 0:
+			writeJSON(w, http.StatusBadRequest, payResult{Error: "bad_request", NextAttempt: attempt,
+				Message: fmt.Sprintf("this cart has no payment attempt %d: reload the page", req.Attempt)})
+			return
+		case req.Attempt > 0:
+			attempt = req.Attempt
+		}
 		var err error
-		if key, err = payonce.BusinessKey("cart", cart); err != nil {
+		if key, err = payKey(cart, attempt); err != nil {
 			writeJSON(w, http.StatusInternalServerError, payResult{Error: "failed", Message: err.Error()})
 			return
 		}
@@ -179,16 +244,54 @@ func (s *Shop) pay(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status, res := failure(err)
 		res.Key = key
+		if req.Keyed {
+			res.NextAttempt = s.attempt(cart)
+			if res.Error == "declined" {
+				res.NextAttempt = s.declined(cart, attempt)
+			}
+		}
 		writeJSON(w, status, res)
 		return
 	}
-	writeJSON(w, http.StatusOK, payResult{
+	res := payResult{
 		OK:       true,
 		ChargeID: ch.ID,
 		Replayed: ch.LastResponse.Replayed,
 		Attempts: ch.LastResponse.Attempts,
+		Note:     attemptsNote(ch.LastResponse.Attempts, ch.LastResponse.Replayed),
 		Key:      key,
-	})
+	}
+	if req.Keyed {
+		res.NextAttempt = s.attempt(cart)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// attemptsNote tells how a charge was obtained, from the attempts the client
+// made (every attempt the gateway received, retries included) and whether
+// the last was answered with a stored charge.
+func attemptsNote(attempts int, replayed bool) string {
+	switch {
+	case attempts <= 1 && !replayed:
+		return "charged at the first attempt"
+	case attempts <= 1:
+		return "replayed at the first attempt: the gateway had already charged under this key, " +
+			"and answered with that charge instead of a second one"
+	case replayed:
+		return fmt.Sprintf("charged after %d attempts (%s with the same key): an earlier answer was lost, "+
+			"or the key was still in use, and the gateway answered the retry with the charge it had made, "+
+			"not a second one", attempts, retries(attempts-1))
+	default:
+		return fmt.Sprintf("charged after %d attempts (%s with the same key): the earlier ones failed "+
+			"before the gateway charged", attempts, retries(attempts-1))
+	}
+}
+
+func retries(n int) string {
+	if n == 1 {
+		return "1 retry"
+	}
+	return strconv.Itoa(n) + " retries"
 }
 
 // failure turns a payment error into the page's answer.
@@ -202,11 +305,15 @@ func failure(err error) (int, payResult) {
 		// key settles it: the gateway charges if it never did, or
 		// replays the charge it made.
 		return http.StatusGatewayTimeout, payResult{Error: "outcome_unknown", Attempts: unknown.Attempts,
+			Note: fmt.Sprintf("no answer after %d attempts with the same key", unknown.Attempts),
 			Message: "The gateway did not answer, so the payment may or may not have gone through. " +
 				"With the key per cart on, paying again is safe: it cannot charge twice."}
 	case errors.Is(err, payonce.ErrKeyReused):
+		// Only a decline lets another card try: this attempt was paid, or
+		// its outcome is still unknown.
 		return http.StatusConflict, payResult{Error: "key_reused",
-			Message: "This cart was already sent to the gateway with another card. Start a new cart."}
+			Message: "This payment was already sent to the gateway with another card, and was not declined: " +
+				"pay with that card again to learn its outcome, or start a new cart."}
 	default:
 		return http.StatusBadGateway, payResult{Error: "failed", Message: err.Error()}
 	}
@@ -215,7 +322,8 @@ func failure(err error) (int, payResult) {
 // cartState is the answer to GET /state: what the gateway holds for the cart.
 type cartState struct {
 	Cart       string       `json:"cart"`
-	Amount     int64        `json:"amount"` // the cart's price, in minor units
+	Attempt    int          `json:"attempt"` // the cart's payment attempt, which the next click pays (see payKey)
+	Amount     int64        `json:"amount"`  // the cart's price, in minor units
 	Charges    []chargeView `json:"charges"`
 	Charged    int64        `json:"charged"`    // the sum of the charges, in minor units
 	Duplicates int          `json:"duplicates"` // charges beyond the first
@@ -232,6 +340,7 @@ func (s *Shop) state(w http.ResponseWriter, r *http.Request) {
 	cart, _ := cartFrom(r)
 	st := cartState{Cart: cart, Amount: cartAmount, Charges: []chargeView{}}
 	if cart != "" {
+		st.Attempt = s.attempt(cart)
 		for _, ch := range cartCharges(s.gateway, cart) {
 			st.Charges = append(st.Charges, chargeView{ID: ch.ID, Amount: ch.Amount, Key: ch.IdempotencyKey, Created: ch.Created})
 			st.Charged += ch.Amount

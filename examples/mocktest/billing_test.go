@@ -23,16 +23,25 @@ func TestRenewNeverChargesTwice(t *testing.T) {
 		payonce.WithBaseURL(gateway.URL),
 		payonce.WithBackoff(time.Millisecond, 10*time.Millisecond))
 	require.NoError(t, err)
+	ctx := context.Background()
 
 	order := Order{ID: "ord_42", Period: "2026", Amount: 12000, PaymentMethod: "tok_visa"}
-	ch, err := Renew(context.Background(), client, order)
+	ch, err := Renew(ctx, client, order)
 	require.NoError(t, err)
 	require.True(t, ch.LastResponse.Replayed, "the retry got the stored charge")
 
 	// The job runs again, as after a crash: still one charge.
-	_, err = Renew(context.Background(), client, order)
+	_, err = Renew(ctx, client, order)
 	require.NoError(t, err)
-
-	require.Len(t, gateway.Charges(), 1)
 	require.Empty(t, gateway.SuspectedDuplicates(time.Hour), "no double charge")
+	require.Len(t, gateway.Charges(), 1)
+
+	// The check can fail: the same renewal charged again under a new key,
+	// as code that makes a key per call would do, is reported.
+	again, err := client.Charges.Create(ctx, &payonce.ChargeParams{Amount: order.Amount,
+		Currency: "usd", PaymentMethod: order.PaymentMethod, IdempotencyKey: payonce.NewKey()})
+	require.NoError(t, err)
+	dups := gateway.SuspectedDuplicates(time.Hour)
+	require.Len(t, dups, 1, "the double charge is seen")
+	require.Equal(t, []string{ch.ID, again.ID}, []string{dups[0].First.ID, dups[0].Second.ID})
 }

@@ -8,7 +8,7 @@
 // id, which the sender repeats on every attempt in the webhook-id header (as
 // the Standard Webhooks specification has it).
 //
-//	go run ./examples/webhook
+//	go run ./examples/webhook [-events N]
 package main
 
 import (
@@ -152,11 +152,49 @@ func (s *Sender) attempt(ctx context.Context, id string, body []byte) error {
 }
 
 func main() {
-	events := flag.Int("events", 20, "how many events to deliver")
-	flag.Parse()
-	if err := run(os.Stdout, *events); err != nil {
+	events, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		os.Exit(2) // the flag package has said why, and the usage
+	}
+	if err := run(os.Stdout, events); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// parseFlags parses the command line and returns how many events to
+// deliver. Errors and -h output, the usage, go to stderr.
+func parseFlags(args []string, stderr io.Writer) (events int, err error) {
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: go run ./examples/webhook [-events N]
+
+Delivers N webhook events to a receiver behind the idempotency middleware,
+keyed by each event's id, and redelivers the slow ones while they are still
+being processed, as webhook senders do. Every event ships exactly one order.
+Sender and receiver run in this process; nothing needs setting up.
+
+`)
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&events, "events", 20, "how many events to deliver (1 or more)")
+	if err := fs.Parse(args); err != nil {
+		return 0, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		err = fmt.Errorf("unexpected arguments %q", fs.Args())
+	case events < 1:
+		err = fmt.Errorf("-events %d: want 1 or more", events)
+	}
+	if err != nil {
+		fmt.Fprintln(fs.Output(), "webhook:", err)
+		fs.Usage()
+	}
+	return events, err
 }
 
 func run(out io.Writer, n int) error {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -122,4 +125,27 @@ func TestBadEventShipsNothingAndFreesTheKey(t *testing.T) {
 	require.NoError(t, err, "a corrected delivery with the same id is processed")
 	orders, _ := rc.Shipped()
 	assert.Equal(t, 1, orders)
+}
+
+// -h names the command and says what it does, not a temporary binary's
+// path; a bad flag fails with the usage.
+func TestUsage(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, &out)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	usage := out.String()
+	assert.True(t, strings.HasPrefix(usage, "usage: go run ./examples/webhook [-events N]\n"), "%s", usage)
+	assert.Contains(t, usage, "Every event ships exactly one order")
+	assert.Contains(t, usage, "-events")
+	assert.NotContains(t, usage, os.TempDir())
+
+	n, err := parseFlags([]string{"-events", "5"}, &out)
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+	for _, args := range [][]string{{"-events", "0"}, {"-nope"}, {"extra"}} {
+		out.Reset()
+		_, err := parseFlags(args, &out)
+		assert.Error(t, err, "%q", args)
+		assert.Contains(t, out.String(), "usage: go run ./examples/webhook", "%q", args)
+	}
 }

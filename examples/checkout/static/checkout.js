@@ -8,6 +8,9 @@ let clicks = 0;      // POST /pay requests sent since the page loaded
 let answered = 0;    // ... and answered (or failed)
 let stateSeq = 0;    // GET /state requests sent
 let shownSeq = 0;    // the newest one shown
+let cart = '';       // the cart the page shows
+let attempt = 0;     // its payment attempt, sent with each click: a decline
+                     // starts the next one, so another card can be tried
 
 const money = (cents) => '$' + (cents / 100).toFixed(2);
 
@@ -31,7 +34,8 @@ async function pay() {
   $('log').append(li);
   showInflight();
 
-  const body = { keyed: $('keyed').checked, flaky: $('flaky').checked, card: $('card').value };
+  const paying = cart;
+  const body = { keyed: $('keyed').checked, flaky: $('flaky').checked, card: $('card').value, attempt };
   let res;
   try {
     const r = await fetch('/pay', {
@@ -44,6 +48,7 @@ async function pay() {
     res = { ok: false, error: 'network', message: 'The shop did not answer: ' + e };
   }
   answered++;
+  if (paying === cart && res.next_attempt > attempt) attempt = res.next_attempt;
   showInflight();
   showResult(li, res);
   refresh();
@@ -55,15 +60,20 @@ function showResult(li, res) {
   if (res.ok) {
     li.append(el('code', res.charge_id));
     li.append(res.replayed ? el('span', 'replayed', 'tag replayed') : el('span', 'charged', 'tag new'));
-    if (res.attempts > 1) li.append(el('span', `${res.attempts} attempts`, 'tag'));
+    if (res.attempts > 1) li.append(el('span', `${res.attempts} attempts`, 'tag retried'));
   } else {
     li.append(el('strong', (res.error || 'error').replaceAll('_', ' ') + ': '));
     li.append(res.message || '');
+    if (res.error === 'declined' && res.next_attempt) {
+      li.append(' ', el('span', 'Choose another card and pay again.', 'hint'));
+    }
   }
+  if (res.note) li.append(el('div', res.note, 'note'));
   if (res.key) {
     li.append(el('div', 'key ' + res.key, 'muted'));
   }
   li.dataset.replayed = String(!!res.replayed);
+  li.dataset.attempts = String(res.attempts || 0);
 }
 
 async function refresh() {
@@ -85,6 +95,13 @@ async function refresh() {
 }
 
 function render(s, synced) {
+  if (s.cart !== cart) {
+    // A new cart (or the first look at one): pay its current attempt.
+    // Later attempts come only from a decline's answer, so that a second
+    // click on a declined attempt replays its decline.
+    cart = s.cart;
+    attempt = s.attempt;
+  }
   $('cart-id').textContent = s.cart || '(none: reload the page)';
   const n = s.charges.length;
   const status = $('status');
