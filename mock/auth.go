@@ -14,7 +14,9 @@ const keyPrefix = "sk_test_"
 // account is one API key's share of the gateway: its charges and refunds.
 // Each has its own lock, so accounts never wait for each other.
 type account struct {
-	id string // "acct_" + the first 16 hex digits of SHA-256(API key)
+	// "acct_" + the first 16 hex digits of SHA-256(API key), and in
+	// Stripe's dialect "/" + the Stripe-Account it acts for, if any
+	id string
 
 	mu      sync.Mutex
 	charges []*charge // oldest first
@@ -53,7 +55,10 @@ func accountID(sum *[sha256.Size]byte) string {
 
 // authenticate finds the account of r's API key, creating it on first use.
 // The key itself is neither kept nor echoed: accounts are found by digest.
-func (w *world) authenticate(r *http.Request) (*account, *apiError) {
+// In Stripe's dialect the key may also come as Basic credentials, and a
+// Stripe-Account header names a connected account: one of its own, within
+// the key's.
+func (w *world) authenticate(r *http.Request, d dialect) (*account, *apiError) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return nil, &apiError{Status: http.StatusUnauthorized, Type: authError, Code: "api_key_missing",
@@ -61,6 +66,9 @@ func (w *world) authenticate(r *http.Request) (*account, *apiError) {
 	}
 	scheme, key, ok := strings.Cut(h, " ")
 	key = strings.TrimLeft(key, " ")
+	if ok && d == stripeDialect && strings.EqualFold(scheme, "Basic") {
+		scheme, key = "Bearer", basicKey(key)
+	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") || !wellFormedKey(key) {
 		return nil, &apiError{Status: http.StatusUnauthorized, Type: authError, Code: "api_key_invalid",
 			Message: "malformed API key: send Authorization: Bearer sk_test_ followed by visible ASCII"}
@@ -76,7 +84,17 @@ func (w *world) authenticate(r *http.Request) (*account, *apiError) {
 				Message: "invalid API key: this gateway accepts only the keys it was started with"}
 		}
 	}
-	return w.account(accountID(&sum)), nil
+	id := accountID(&sum)
+	if d == stripeDialect {
+		connected, e := stripeAccount(r)
+		if e != nil {
+			return nil, e
+		}
+		if connected != "" {
+			id += "/" + connected
+		}
+	}
+	return w.account(id), nil
 }
 
 func (w *world) account(id string) *account {

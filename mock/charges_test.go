@@ -73,7 +73,8 @@ func TestCreateChargeValidation(t *testing.T) {
 		{"not an object", `[1,2]`, "", "invalid_json", ""},
 		{"null body", `null`, "", "invalid_json", ""},
 		{"wrong content type", `{"amount":100,` + ok + `}`, "text/plain", "invalid_content_type", ""},
-		{"form content type", `amount=100`, "application/x-www-form-urlencoded", "invalid_content_type", ""},
+		// A form is Stripe's dialect (docs/protocol.md §9), read as one.
+		{"form content type", `amount=100`, "application/x-www-form-urlencoded", "parameter_missing", "currency"},
 		{"unknown field", `{"amount":100,` + ok + `,"amout":1}`, "", "parameter_unknown", "amout"},
 		{"field in wrong case", `{"Amount":100,` + ok + `}`, "", "parameter_unknown", "Amount"},
 		{"first unknown field in order", `{"zz":1,"amount":100,` + ok + `,"aa":1}`, "", "parameter_unknown", "aa"},

@@ -16,6 +16,7 @@ type Duplicate struct {
 // two charges of one account, with the same payment method, amount and
 // currency, created within window of each other under different
 // idempotency keys (a charge made without a key differs from every other).
+// Failed charges, the declines the Stripe dialect keeps, are left out.
 // Charges are compared with the next one of their kind in creation order,
 // so three charges in a row give two pairs.
 //
@@ -29,6 +30,9 @@ func (g *Gateway) SuspectedDuplicates(window time.Duration) []Duplicate {
 	}
 	groups := make(map[kind][]ledgerEntry)
 	for _, e := range g.world.Load().ledger() {
+		if e.Status == StatusFailed { // a decline moved no money
+			continue
+		}
 		k := kind{e.Account, e.PaymentMethod, e.Currency, e.Amount}
 		groups[k] = append(groups[k], e)
 	}

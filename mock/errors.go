@@ -8,7 +8,8 @@ import (
 )
 
 // apiError is the body of every error response:
-// {"error":{"type","code","message","param","decline_code"}}.
+// {"error":{"type","code","message","param","decline_code","charge"}}, in
+// both dialects: payonce's envelope is Stripe's.
 type apiError struct {
 	Status      int    `json:"-"`
 	Type        string `json:"type"`
@@ -16,6 +17,11 @@ type apiError struct {
 	Message     string `json:"message"`
 	Param       string `json:"param,omitempty"`
 	DeclineCode string `json:"decline_code,omitempty"`
+	Charge      string `json:"charge,omitempty"` // the failed charge of a decline (Stripe dialect)
+	// stored marks an error that is the outcome of an execution (a
+	// decline, a business rule), stored under the key; any other error
+	// from the core refused the request before anything executed.
+	stored bool
 }
 
 // The error types of the wire contract.
@@ -33,6 +39,16 @@ func invalidParam(code, param, msg string) *apiError {
 
 func missingResource(param, msg string) *apiError {
 	return &apiError{Status: http.StatusNotFound, Type: invalidRequest, Code: "resource_missing", Param: param, Message: msg}
+}
+
+// fail answers e from a resource handler: an outcome of execution is
+// stored under the key, any other refusal is not, and frees the key.
+func fail(w http.ResponseWriter, r *http.Request, e *apiError) {
+	if e.stored {
+		writeError(w, e)
+		return
+	}
+	reject(w, r, e)
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

@@ -135,3 +135,77 @@ func checkRoundTrip(t *testing.T, body []byte, ch mock.Charge) {
 		assert.Equal(t, mock.StatusRequiresCapture, ch.Status)
 	}
 }
+
+// FuzzStripeCreateCharge sends any form body under any idempotency key to
+// POST /v1/charges in Stripe's dialect. It must never panic, and every
+// answer must be JSON. A charge it creates replays byte for byte; a
+// decline leaves one failed charge, named in the error; a refusal is a
+// 400 invalid_request_error with a code, which leaves the key free. The
+// seed corpus is in testdata/fuzz/FuzzStripeCreateCharge.
+func FuzzStripeCreateCharge(f *testing.F) {
+	f.Add("amount=2000&currency=usd&source=tok_visa&metadata[order]=42&expand[0]=balance_transaction", "k")
+	f.Add("amount=500&currency=eur&payment_method=pm_card_chargeDeclined&capture=false", "")
+	f.Fuzz(func(t *testing.T, body, key string) {
+		g, err := mock.New()
+		require.NoError(t, err)
+		send := func(body string) *httptest.ResponseRecorder {
+			r := httptest.NewRequest("POST", "/v1/charges", strings.NewReader(body))
+			r.Header.Set("Authorization", "Bearer sk_test_fuzz")
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.Header.Set("Stripe-Version", "2025-01-01")
+			if key != "" {
+				r.Header["Idempotency-Key"] = []string{key}
+			}
+			w := httptest.NewRecorder()
+			g.ServeHTTP(w, r)
+			return w
+		}
+		w := send(body)
+		require.True(t, json.Valid(w.Body.Bytes()), "not JSON: %q", w.Body)
+		if _, keyErr := idempotency.ParseKey(key); key != "" && keyErr != nil {
+			requireError(t, w, 400, "idempotency_key_invalid")
+			return
+		}
+		switch w.Code {
+		case http.StatusOK:
+			var ch struct {
+				ID     string `json:"id"`
+				Object string `json:"object"`
+				Paid   bool   `json:"paid"`
+			}
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &ch))
+			assert.Equal(t, "charge", ch.Object)
+			assert.True(t, ch.Paid)
+			require.Len(t, g.Charges(), 1)
+			assert.Equal(t, ch.ID, g.Charges()[0].ID)
+			if key != "" {
+				again := send(body)
+				assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"))
+				assert.Equal(t, w.Body.Bytes(), again.Body.Bytes())
+				assert.Len(t, g.Charges(), 1)
+			}
+		case http.StatusPaymentRequired:
+			var env struct {
+				Error struct {
+					apiErr
+					Charge string `json:"charge"`
+				}
+			}
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &env))
+			assert.Equal(t, "card_error", env.Error.Type)
+			require.Len(t, g.Charges(), 1)
+			assert.Equal(t, env.Error.Charge, g.Charges()[0].ID)
+			assert.Equal(t, mock.StatusFailed, g.Charges()[0].Status)
+		case http.StatusBadRequest:
+			e := requireError(t, w, 400, "")
+			assert.Equal(t, "invalid_request_error", e.Type)
+			assert.Empty(t, g.Charges())
+			fixed := send("amount=1&currency=usd&source=tok_visa")
+			assert.Equal(t, http.StatusOK, fixed.Code, "the key stayed free: %s", fixed.Body)
+		case http.StatusRequestEntityTooLarge:
+			assert.Greater(t, len(body), 1<<20)
+		default:
+			t.Fatalf("unexpected status %d: %s", w.Code, w.Body)
+		}
+	})
+}

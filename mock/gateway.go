@@ -16,7 +16,9 @@ import (
 )
 
 // Gateway is the fake payment gateway: an [http.Handler] that serves the
-// payonce API under /v1/, the control surface under /_mock/ and /healthz.
+// payonce API under /v1/, in payonce's JSON dialect and in Stripe's form
+// dialect (told apart as docs/protocol.md §9 says), and the control surface
+// under /_mock/ and /healthz.
 // Its methods inject faults and inspect what happened; they are safe to call
 // while requests are served.
 //
@@ -97,14 +99,22 @@ func (g *Gateway) Reset() {
 	g.world.Store(w)
 }
 
+// codec is one wire dialect's resource routes and the idempotency
+// middleware in front of them. The dialects share the store, each under
+// scopes of its own, so that a key never replays one dialect's answer to
+// the other.
+type codec struct {
+	mux *http.ServeMux // the resource routes
+	api http.Handler   // mux behind the idempotency middleware
+}
+
 // world is everything Reset throws away.
 type world struct {
 	g           *Gateway
 	scopePrefix string
-	mux         *http.ServeMux // the resource routes
-	api         http.Handler   // mux behind the idempotency middleware
-	accounts    sync.Map       // account ID → *account
-	seq         atomic.Uint64  // orders charges across accounts
+	dialects    [numDialects]codec
+	accounts    sync.Map      // account ID → *account
+	seq         atomic.Uint64 // orders charges across accounts
 	faults      faultSet
 	chaos       chaos
 	hist        history
@@ -122,25 +132,40 @@ func (g *Gateway) newWorld() (*world, error) {
 		// in this scope, so a reset shows no records but its own.
 		w.scopePrefix = "reset/" + rand.Text() + "/"
 	}
-	opts := []idempotency.Option{
+	common := []idempotency.Option{
 		idempotency.WithTTL(g.cfg.ttl),
 		idempotency.WithClock(g.Now),
+		idempotency.WithObserver(observe),
+	}
+	payonce := append(common[:len(common):len(common)],
 		idempotency.WithScope(w.scope),
 		idempotency.WithMismatchStatus(g.cfg.mismatchStatus),
-		idempotency.WithObserver(observe),
 		idempotency.WithErrorWriter(func(rw http.ResponseWriter, _ *http.Request, e *idempotency.Error) {
 			writeError(rw, &apiError{Status: e.StatusCode, Type: e.Type, Code: e.Code, Message: e.Message})
 		}),
-	}
+	)
 	if g.cfg.optionalKey {
-		opts = append(opts, idempotency.WithOptionalKey())
+		payonce = append(payonce, idempotency.WithOptionalKey())
 	}
-	mw, err := idempotency.New(store, opts...)
-	if err != nil {
-		return nil, err
+	// Stripe's rules: a POST without a key executes, and a key reused with
+	// another request is a 400.
+	stripe := append(common[:len(common):len(common)],
+		idempotency.WithScope(w.stripeScope),
+		idempotency.WithMismatchStatus(http.StatusBadRequest),
+		idempotency.WithErrorWriter(writeStripeMiddlewareError),
+		idempotency.WithOptionalKey(),
+	)
+	for d, c := range []struct {
+		opts   []idempotency.Option
+		routes func() *http.ServeMux
+	}{payonceDialect: {payonce, w.routes}, stripeDialect: {stripe, w.stripeRoutes}} {
+		mw, err := idempotency.New(store, c.opts...)
+		if err != nil {
+			return nil, err
+		}
+		mux := c.routes()
+		w.dialects[d] = codec{mux: mux, api: mw.Wrap(w.executor(mux))}
 	}
-	w.mux = w.routes()
-	w.api = mw.Wrap(http.HandlerFunc(w.execute))
 	w.chaos.set(g.cfg.chaosRate, g.cfg.chaosSeed)
 	w.hist.limit, w.hist.maxBytes = g.cfg.historyLimit, g.cfg.historyBytes
 	return w, nil
@@ -153,6 +178,7 @@ type exchange struct {
 	client    context.Context // the request's own, which ends when its client hangs up
 	requestID string
 	account   *account
+	dialect   dialect
 	fault     FaultKind // the injected fault that applied, if any
 	rejected  bool      // refused before executing: auth, route, validation
 	observed  bool      // the idempotency middleware decided on the request
@@ -177,6 +203,12 @@ func (w *world) scope(r *http.Request) string {
 	return w.scopePrefix + exchangeOf(r.Context()).account.id
 }
 
+// stripeScope is the scope of a Stripe-dialect key: its account, which
+// includes the Stripe-Account it acts for, apart from payonce's keys.
+func (w *world) stripeScope(r *http.Request) string {
+	return w.scopePrefix + "stripe/" + exchangeOf(r.Context()).account.id
+}
+
 // ServeHTTP serves the API and the control surface. Its layers, outermost
 // first: a fresh Request-Id on every response; injected faults and chaos;
 // authentication; routing; the idempotency middleware; delay faults; the
@@ -193,7 +225,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wd := g.world.Load()
-	x := &exchange{requestID: id, client: r.Context()}
+	x := &exchange{requestID: id, client: r.Context(), dialect: dialectOf(r)}
+	if x.dialect == stripeDialect {
+		// Stripe echoes the key on every answer; stripe-go reads it into
+		// LastResponse.IdempotencyKey.
+		if v := r.Header.Values("Idempotency-Key"); len(v) == 1 && len(v[0]) <= idempotency.MaxKeyLength+2 {
+			w.Header()["Idempotency-Key"] = v
+		}
+	}
 	x.sw.ResponseWriter = w
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	defer wd.finish(x, r) // also when a drop fault panics
@@ -236,7 +275,7 @@ func (w *world) serveFaulty(rw http.ResponseWriter, r *http.Request, x *exchange
 // serveAPI authenticates and routes the request, then hands it to the
 // idempotency middleware.
 func (w *world) serveAPI(rw http.ResponseWriter, r *http.Request, x *exchange) {
-	acct, e := w.authenticate(r)
+	acct, e := w.authenticate(r, x.dialect)
 	if e != nil {
 		x.rejected = true
 		rw.Header().Set("WWW-Authenticate", `Bearer realm="payonce-mock"`)
@@ -246,40 +285,43 @@ func (w *world) serveAPI(rw http.ResponseWriter, r *http.Request, x *exchange) {
 	x.account = acct
 	// Routing comes before the middleware, so a POST to an unknown route
 	// neither needs nor consumes an idempotency key.
-	if !w.routed(r) {
+	c := &w.dialects[x.dialect]
+	if !routed(c.mux, r) {
 		x.rejected = true
 		writeError(rw, &apiError{Status: http.StatusNotFound, Type: invalidRequest, Code: "unknown_route",
 			Message: "unrecognized request URL (" + clip(r.Method, maxMethodBytes) + " " + clip(r.URL.Path, maxPathBytes) + ")"})
 		return
 	}
-	w.api.ServeHTTP(rw, r)
+	c.api.ServeHTTP(rw, r)
 }
 
 // routed reports whether a resource route serves r. Paths that are not in
 // canonical form are refused rather than redirected: a redirect would be
 // stored under the key.
-func (w *world) routed(r *http.Request) bool {
+func routed(mux *http.ServeMux, r *http.Request) bool {
 	p := r.URL.Path
 	if p == "" || path.Clean(p) != p {
 		return false
 	}
-	_, pattern := w.mux.Handler(r)
+	_, pattern := mux.Handler(r)
 	return pattern != ""
 }
 
-// execute runs inside the middleware, once the key is claimed: a delay
-// fault holds the request there, key in flight, before anything executes.
-// The hold ends when the client hangs up, though the middleware keeps that
-// from cancelling the handler's own context.
-func (w *world) execute(rw http.ResponseWriter, r *http.Request) {
-	if f := w.faults.match(r, true); f != nil {
-		x := exchangeOf(r.Context())
-		if x.fault == "" {
-			x.fault = Delay
+// executor runs mux inside the middleware, once the key is claimed: a
+// delay fault holds the request there, key in flight, before anything
+// executes. The hold ends when the client hangs up, though the middleware
+// keeps that from cancelling the handler's own context.
+func (w *world) executor(mux *http.ServeMux) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		if f := w.faults.match(r, true); f != nil {
+			x := exchangeOf(r.Context())
+			if x.fault == "" {
+				x.fault = Delay
+			}
+			w.g.hold(x.client, f)
 		}
-		w.g.hold(x.client, f)
+		mux.ServeHTTP(rw, r)
 	}
-	w.mux.ServeHTTP(rw, r)
 }
 
 // finish records the request in the history and the log.

@@ -216,7 +216,7 @@ func missing(name string) *apiError {
 }
 
 // amount reads a required or optional amount: a whole number of minor units
-// from 1 to MaxAmount.
+// from 1 to MaxAmount, as a JSON number literal.
 func (p params) amount(name string, required bool) (int64, bool, *apiError) {
 	raw, ok := p.get(name)
 	if !ok {
@@ -225,25 +225,8 @@ func (p params) amount(name string, required bool) (int64, bool, *apiError) {
 		}
 		return 0, false, nil
 	}
-	s := string(raw)
-	if s[0] != '-' && (s[0] < '0' || s[0] > '9') {
-		return 0, false, invalidParam("parameter_invalid_integer", name, name+" must be an integer, in minor units")
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	switch {
-	case err != nil && errors.Is(err, strconv.ErrRange):
-		if s[0] == '-' {
-			return 0, false, invalidParam("amount_too_small", name, name+" must be at least 1")
-		}
-		return 0, false, invalidParam("amount_too_large", name, name+" must be at most 99999999")
-	case err != nil: // a fraction or an exponent
-		return 0, false, invalidParam("parameter_invalid_integer", name, name+" must be a whole number, in minor units")
-	case n < 1:
-		return 0, false, invalidParam("amount_too_small", name, name+" must be at least 1")
-	case n > MaxAmount:
-		return 0, false, invalidParam("amount_too_large", name, name+" must be at most 99999999")
-	}
-	return n, true, nil
+	n, e := parseAmount(name, string(raw))
+	return n, e == nil, e
 }
 
 // str reads a string field.
@@ -293,26 +276,12 @@ func (p params) boolean(name string) (value, present bool, e *apiError) {
 	return false, false, invalidParam("parameter_invalid_boolean", name, name+" must be true or false")
 }
 
-// description reads an optional description of at most
-// MaxDescriptionLength characters.
-func (p params) description() (*string, *apiError) {
-	s, ok, e := p.str("description", false)
-	if e != nil || !ok {
-		return nil, e
-	}
-	if utf8.RuneCountInString(s) > MaxDescriptionLength {
-		return nil, invalidParam("parameter_too_long", "description", "description must be at most 1000 characters")
-	}
-	return &s, nil
-}
-
 // metadata reads an optional object of string values; absent, it is empty.
 func (p params) metadata() (map[string]string, *apiError) {
 	raw, ok := p.get("metadata")
 	if !ok {
 		return map[string]string{}, nil
 	}
-	bad := func(msg string) *apiError { return invalidParam("invalid_metadata", "metadata", msg) }
 	if raw[0] != '{' {
 		return nil, invalidParam("parameter_invalid_object", "metadata", "metadata must be an object of strings")
 	}
@@ -320,95 +289,16 @@ func (p params) metadata() (map[string]string, *apiError) {
 	md := make(map[string]string, len(fields))
 	for _, f := range fields {
 		s, ok := jsonString(f.raw)
-		switch {
-		case !ok:
-			return nil, bad("metadata values must be strings")
-		case len(f.name) == 0:
-			return nil, bad("metadata keys must not be empty")
-		case utf8.RuneCount(f.name) > MaxMetadataKeyLength:
-			return nil, bad("metadata keys must be at most 40 characters")
-		case utf8.RuneCountInString(s) > MaxMetadataValLength:
-			return nil, bad("metadata values must be at most 500 characters")
+		if !ok {
+			return nil, invalidParam("invalid_metadata", "metadata", "metadata values must be strings")
+		}
+		if e := metadataEntry(string(f.name), s); e != nil {
+			return nil, e
 		}
 		md[string(f.name)] = s
 		if len(md) > MaxMetadataKeys {
-			return nil, bad("metadata has more than 50 keys")
+			return nil, tooManyMetadataKeys()
 		}
 	}
 	return md, nil
-}
-
-// chargeParams are the fields of POST /v1/charges.
-type chargeParams struct {
-	amount        int64
-	currency      string
-	paymentMethod string
-	description   *string
-	metadata      map[string]string
-	capture       bool
-}
-
-func parseChargeParams(p params) (cp chargeParams, e *apiError) {
-	if cp.amount, _, e = p.amount("amount", true); e != nil {
-		return cp, e
-	}
-	cur, _, e := p.str("currency", true)
-	if e != nil {
-		return cp, e
-	}
-	var ok bool
-	if cp.currency, ok = currencyCode(cur); !ok {
-		return cp, invalidParam("invalid_currency", "currency", "currency must be an ISO 4217 code, such as usd")
-	}
-	if cp.paymentMethod, _, e = p.str("payment_method", true); e != nil {
-		return cp, e
-	}
-	if cp.description, e = p.description(); e != nil {
-		return cp, e
-	}
-	if cp.metadata, e = p.metadata(); e != nil {
-		return cp, e
-	}
-	capture, present, e := p.boolean("capture")
-	if e != nil {
-		return cp, e
-	}
-	cp.capture = capture || !present
-	return cp, nil
-}
-
-// Refund reasons.
-const (
-	ReasonDuplicate           = "duplicate"
-	ReasonFraudulent          = "fraudulent"
-	ReasonRequestedByCustomer = "requested_by_customer"
-)
-
-type refundParams struct {
-	charge   string
-	amount   int64 // 0: what remains
-	reason   *string
-	metadata map[string]string
-}
-
-func parseRefundParams(p params) (rp refundParams, e *apiError) {
-	if rp.charge, _, e = p.str("charge", true); e != nil {
-		return rp, e
-	}
-	if rp.amount, _, e = p.amount("amount", false); e != nil {
-		return rp, e
-	}
-	reason, ok, e := p.str("reason", false)
-	if e != nil {
-		return rp, e
-	}
-	if ok {
-		if reason != ReasonDuplicate && reason != ReasonFraudulent && reason != ReasonRequestedByCustomer {
-			return rp, invalidParam("invalid_refund_reason", "reason",
-				"reason must be duplicate, fraudulent or requested_by_customer")
-		}
-		rp.reason = &reason
-	}
-	rp.metadata, e = p.metadata()
-	return rp, e
 }

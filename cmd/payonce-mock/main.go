@@ -26,8 +26,10 @@
 // the machine: leave the password out of a PostgreSQL URL and set
 // PGPASSWORD or a PGPASSFILE, which the driver reads.
 //
-// It serves the API under /v1/, the control surface under /_mock/ and
-// /healthz (see docs/protocol.md), logs one line per request to stderr, and
+// It serves the API under /v1/, in payonce's JSON dialect and, for any
+// request with a form body or a Stripe-Version header, in Stripe's (so
+// stripe-go and stripe-node run against it unmodified), the control
+// surface under /_mock/ and /healthz (see docs/protocol.md), logs one line per request to stderr, and
 // shuts down cleanly on SIGINT or SIGTERM. It is a test tool with an
 // unauthenticated control surface, so it refuses to listen on anything but
 // a loopback address unless given -allow-remote, and then warns at start.
@@ -91,7 +93,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:12111", "`address` to listen on (loopback only, unless -allow-remote)")
 	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr (the control surface is unauthenticated)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long idempotency keys are remembered")
-	requireKey := fs.Bool("require-key", true, "require Idempotency-Key on POST (false lets keyless POSTs execute every time)")
+	requireKey := fs.Bool("require-key", true, "require Idempotency-Key on POST in payonce's dialect (false lets keyless POSTs execute every time); Stripe's dialect never requires one")
 	chaos := fs.Float64("chaos", 0, "fraction of POSTs given a random fault, from 0 to 1")
 	seed := fs.Int64("seed", 0, "seed of the chaos faults")
 	mismatch := fs.Int("mismatch-status", http.StatusUnprocessableEntity, "status for a key reused with another request: 422 or 400")
