@@ -96,8 +96,10 @@ func WithBaseURL(rawURL string) Option {
 // to another origin (another host, or the same host on another port) or in
 // clear text after an https→http downgrade, and would turn a POST into a
 // GET whose answer reads as the POST's. A 3xx is returned as an *[Error]
-// with its status, never retried; for a POST it comes inside an
-// *[OutcomeUnknownError], as what happened before the redirect is unknown.
+// with its status, never retried, whatever its Location says; for a method
+// that is not safe (POST, and any but GET, HEAD and OPTIONS) it comes inside
+// an *[OutcomeUnknownError], as what happened before the redirect is
+// unknown.
 //
 // The client makes every resend itself, so hc.Transport should not retry on
 // its own: with http.Transport (the default) it cannot, as each attempt is
@@ -571,28 +573,34 @@ type Response struct {
 	RequestID      string      // the gateway's Request-Id of the last attempt
 	IdempotencyKey string      // the key sent with every attempt, "" for a GET without one
 	Replayed       bool        // the gateway replayed a stored result (Idempotent-Replayed: true)
-	Attempts       int         // attempts made by this client: the requests the gateway received
+	Attempts       int         // attempts made by this client; see Client.Do
 	Header         http.Header // headers of the last response
 }
 
 // Do sends req with retries, and decodes a 2xx JSON body into v unless v is
 // nil. Every attempt sends the same idempotency key and the same bytes.
 //
-// Attempts counts the attempts this client made, which are all the requests
-// the gateway received: each attempt is sent so that net/http cannot resend
+// Attempts counts the attempts this client made. Every request the gateway
+// received is counted: each attempt is sent so that net/http cannot resend
 // it on its own (it would, on a dead keep-alive connection, for a request
-// with an Idempotency-Key), and the client makes every resend itself.
+// with an Idempotency-Key), and the client makes every resend itself. The
+// count also includes attempts that never reached the gateway: a refused or
+// failed dial, and an attempt skipped because the context had ended.
 //
-// A 2xx body must be a JSON object that is not an error body, and for the
-// typed resources must have its id; see [ErrMalformedResponse]. A 3xx is
-// never followed (see [WithHTTPClient]).
+// A 2xx body must not be an error body ({"error": ...}). With v nil, any
+// other body is accepted, empty or not JSON included. Otherwise it must be a
+// JSON object that decodes into v (a 204 with no body leaves a v that is not
+// a typed resource as it is), and a typed resource must have its id. See
+// [ErrMalformedResponse]. A 3xx is never followed (see [WithHTTPClient]).
 //
 // The error is:
 //   - an *[Error] for a definite non-2xx answer (402, 404, 422, a replayed
-//     5xx with Replayed set, a 3xx to a GET, ...);
+//     5xx with Replayed set, a 3xx or 1xx to a GET, ...);
 //   - an *[OutcomeUnknownError] (errors.Is [ErrOutcomeUnknown]) when a keyed
 //     request failed after an attempt that may have executed, including a
-//     2xx whose body is not the resource and a 3xx;
+//     2xx whose body is not the resource, a 3xx or 1xx, and a replayed 500
+//     idempotency_response_too_large or handler_panicked (see
+//     [Error.Replayed]);
 //   - otherwise a wrapped transport, context or decoding error. When the
 //     context ends during a wait, the error matches the context's error and
 //     still wraps the last attempt's failure.
@@ -670,10 +678,18 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 		(!(o.StatusCode >= 500 && o.StatusCode != http.StatusNotImplemented) || isReplayed(o.Header))
 	switch {
 	case definite && o.APIError != nil:
-		if o.StatusCode >= 300 && o.StatusCode < 400 && !isSafeMethod(cl.method) {
-			// Not followed (see WithHTTPClient); whether the request
-			// executed before the redirect is unknown.
+		if (o.StatusCode < 200 || (o.StatusCode >= 300 && o.StatusCode < 400)) && !isSafeMethod(cl.method) {
+			// Outside the contract (a 3xx is not followed, see
+			// WithHTTPClient): whether the request executed before it is
+			// unknown.
 			failure = o.APIError
+			break
+		}
+		if executedOrMayHave(o.APIError) && !isSafeMethod(cl.method) {
+			// A stored answer that is not the operation's own: it
+			// executed (or may have), and its result must be looked up.
+			failure = o.APIError
+			cl.ambiguous = true
 			break
 		}
 		return resp, o.APIError
@@ -715,6 +731,16 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 			Attempts: cl.attempts, Err: failure}
 	}
 	return resp, fmt.Errorf("payonce: %s %s failed after %d attempt(s): %w", cl.method, cl.path, cl.attempts, failure)
+}
+
+// executedOrMayHave reports whether e is a replayed 500 that the gateway
+// stored in place of the operation's own answer, after the operation
+// executed (idempotency_response_too_large) or may have (handler_panicked):
+// an unknown outcome, not a failure. A 5xx that the handler answered itself
+// stays a definite failure.
+func executedOrMayHave(e *Error) bool {
+	return e.Replayed && e.StatusCode == http.StatusInternalServerError &&
+		(e.Code == codeResponseTooLarge || e.Code == codeHandlerPanicked)
 }
 
 // A resource is what a typed endpoint promises in a 2xx body. check reports

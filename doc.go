@@ -58,13 +58,16 @@
 // later with the same key: the gateway executes it if it never ran, or
 // replays the stored result. A definite answer is never reported as unknown:
 // a decline after two timeouts is a decline, and a 5xx replayed as the key's
-// stored outcome is an [*Error] with Replayed set, not retried.
+// stored outcome is an [*Error] with Replayed set, not retried (except a
+// replayed 500 saying the charge executed or may have, an unknown outcome:
+// see [Error.Replayed]).
 //
 // A success status is not enough: a 2xx whose body is not the resource the
 // endpoint promises (an error body, {}, null, a charge without its id) fails
 // with [ErrMalformedResponse], inside an [*OutcomeUnknownError] for a POST.
-// The client makes every resend itself, so LastResponse.Attempts is what the
-// gateway received, and it never follows a redirect (see [WithHTTPClient]).
+// The client makes every resend itself, so LastResponse.Attempts counts every
+// request the gateway received (and attempts that never reached it, such as
+// a refused dial), and it never follows a redirect (see [WithHTTPClient]).
 //
 // # Errors
 //

@@ -81,6 +81,8 @@ const (
 	codeKeyInvalid       = "idempotency_key_invalid"
 	codeResourceMissing  = "resource_missing"
 	codeStoreUnavailable = "idempotency_store_unavailable"
+	codeResponseTooLarge = "idempotency_response_too_large"
+	codeHandlerPanicked  = "handler_panicked"
 )
 
 // Limits on what the client reads from a server, so that a hostile or broken
@@ -117,6 +119,13 @@ type Error struct {
 	// 5xx says the gateway's handler failed after it began executing, so the
 	// operation may be partly done: look it up (list the charges, for
 	// instance) before trying again under a new key.
+	//
+	// Two replayed 500s are not failures of the operation, and come inside
+	// an [*OutcomeUnknownError] (this *Error is reached with errors.As):
+	// code idempotency_response_too_large means the operation executed, its
+	// answer too large to store: look the result up; code handler_panicked
+	// means the handler panicked after it may have executed: look the result
+	// up too. Sending the request again with the key only replays them.
 	Replayed bool
 }
 
@@ -215,6 +224,12 @@ func (e *Error) Is(target error) bool {
 // happened. Store IdempotencyKey with the operation and send the same request
 // again later with it: the gateway executes it if it never ran, or replays
 // the stored result if it did.
+//
+// It is also returned at once, not retried, for a replayed 500 that says the
+// operation executed or may have (code idempotency_response_too_large or
+// handler_panicked; see [Error.Replayed]). Err is then that *Error, and
+// sending the request again with the key only replays it: look the result
+// up instead.
 type OutcomeUnknownError struct {
 	Method         string // HTTP method of the operation
 	Path           string // URL path of the operation
@@ -225,6 +240,12 @@ type OutcomeUnknownError struct {
 
 // Error says that the outcome is unknown and names the key that settles it.
 func (e *OutcomeUnknownError) Error() string {
+	var stored *Error
+	if errors.As(e.Err, &stored) && stored.Replayed {
+		return fmt.Sprintf("payonce: outcome unknown for %s %s after %d attempt(s); "+
+			"the gateway replays this stored answer for idempotency key %q, so look the result up: %v",
+			e.Method, e.Path, e.Attempts, e.IdempotencyKey, e.Err)
+	}
 	return fmt.Sprintf("payonce: outcome unknown for %s %s after %d attempt(s); "+
 		"send the same request later with idempotency key %q to settle it: %v",
 		e.Method, e.Path, e.Attempts, e.IdempotencyKey, e.Err)
@@ -263,6 +284,9 @@ func newAPIError(status int, h http.Header, body []byte, tooLarge bool, readErr 
 		} `json:"error"`
 	}
 	switch {
+	case status < 200:
+		e.Message = fmt.Sprintf("informational status %s as the final answer: not the gateway's contract",
+			http.StatusText(status))
 	case status >= 300 && status < 400:
 		e.Message = fmt.Sprintf("redirect to %s not followed: the client never follows redirects; check the base URL",
 			redirectTarget(h.Get("Location")))

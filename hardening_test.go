@@ -116,10 +116,12 @@ func TestDoRefusesAnErrorBodyWithASuccessStatus(t *testing.T) {
 	assert.Contains(t, err.Error(), `type "card_error", code "card_declined"`)
 }
 
+// TestReplayedServerErrorIsTheStoredOutcome: a 500 that the handler answered
+// itself, replayed, is a definite failure.
 func TestReplayedServerErrorIsTheStoredOutcome(t *testing.T) {
 	srv, n := countingServer(t, http.StatusInternalServerError,
 		http.Header{"Idempotent-Replayed": {"true"}, "Request-Id": {"req_stored"}, "Content-Type": {"application/json"}},
-		`{"error":{"type":"api_error","code":"handler_panicked","message":"The handler failed."}}`)
+		`{"error":{"type":"api_error","code":"processor_failed","message":"The handler failed."}}`)
 	var lb logBuffer
 	retryAll := func(*Attempt) (bool, string) { return true, "always" }
 	c := (&fakeGateway{URL: srv.URL}).client(t, WithLogger(lb.logger()), WithRetryPolicy(retryAll))
@@ -129,12 +131,42 @@ func TestReplayedServerErrorIsTheStoredOutcome(t *testing.T) {
 	require.ErrorAs(t, err, &e)
 	assert.True(t, e.Replayed)
 	assert.Equal(t, 500, e.StatusCode)
-	assert.Equal(t, "handler_panicked", e.Code)
+	assert.Equal(t, "processor_failed", e.Code)
 	assert.Equal(t, "order_stored", e.IdempotencyKey)
 	assert.NotErrorIs(t, err, ErrOutcomeUnknown, "a definite answer is never reported as unknown")
 	assert.Contains(t, err.Error(), "replayed")
 	assert.Equal(t, int32(1), n.Load(), "not retried, whatever the policy: a retry replays it again")
 	assert.NotContains(t, lb.String(), "retrying")
+}
+
+// TestReplayedStandInForTheAnswerIsUnknown: the gateway stores a 500 in
+// place of the real answer when that answer was too large to store (the
+// request executed, docs/protocol.md §5.6) or when the handler panicked
+// after it may have executed (§5.8). Replayed, neither is a failure of the
+// charge: the outcome is unknown, at once (a retry replays it again), with
+// the key, and the replayed *Error is still reachable.
+func TestReplayedStandInForTheAnswerIsUnknown(t *testing.T) {
+	for _, code := range []string{"idempotency_response_too_large", "handler_panicked"} {
+		t.Run(code, func(t *testing.T) {
+			srv, n := countingServer(t, http.StatusInternalServerError,
+				http.Header{"Idempotent-Replayed": {"true"}, "Content-Type": {"application/json"}},
+				`{"error":{"type":"api_error","code":"`+code+`","message":"stored in place of the answer"}}`)
+			retryAll := func(*Attempt) (bool, string) { return true, "always" }
+			c := (&fakeGateway{URL: srv.URL}).client(t, WithRetryPolicy(retryAll))
+			ch, err := c.Charges.Create(context.Background(), chargeParams("order_"+code))
+			assert.Nil(t, ch)
+			var unknown *OutcomeUnknownError
+			require.ErrorAs(t, err, &unknown, "the charge executed, or may have: %v", err)
+			assert.Equal(t, "order_"+code, unknown.IdempotencyKey)
+			assert.Equal(t, 1, unknown.Attempts)
+			var e *Error
+			require.ErrorAs(t, err, &e)
+			assert.True(t, e.Replayed)
+			assert.Equal(t, code, e.Code)
+			assert.Contains(t, err.Error(), "look the result up")
+			assert.Equal(t, int32(1), n.Load(), "not retried, whatever the policy: a retry replays it again")
+		})
+	}
 }
 
 func TestReplayedServerErrorAfterALostAttempt(t *testing.T) {
@@ -398,6 +430,44 @@ func TestMalformedResponsesNeverCarryTheKey(t *testing.T) {
 	}
 }
 
+// TestBodyReadErrorIsScrubbedForThePolicyAndTheLog: a chunked 2xx body whose
+// trailer is malformed fails to read with net/http's "malformed MIME header:
+// missing colon: %q", quoting the server's bytes. That error is made while
+// the body is read, after the transport error was scrubbed; it must reach
+// a RetryPolicy scrubbed too, and a reason that the policy builds from it
+// must be scrubbed before it is logged.
+func TestBodyReadErrorIsScrubbedForThePolicyAndTheLog(t *testing.T) {
+	raw := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"2\r\n{}\r\n0\r\nBearer " + testAPIKey + "\r\n\r\n"
+	var mu sync.Mutex
+	var seen []error
+	policy := func(a *Attempt) (bool, string) {
+		if a.Err != nil {
+			mu.Lock()
+			seen = append(seen, a.Err)
+			mu.Unlock()
+			return true, "retrying after: " + a.Err.Error() // a policy that explains itself
+		}
+		return DefaultRetryPolicy(a)
+	}
+	var lb logBuffer
+	c, err := NewClient(testAPIKey, WithBaseURL(hostileServer(t, raw)), WithLogger(lb.logger()),
+		WithRetryPolicy(policy), WithMaxRetries(1), WithBackoff(time.Millisecond, time.Millisecond))
+	require.NoError(t, err)
+	_, err = c.Charges.Create(context.Background(), chargeParams("order_trailer"))
+	require.ErrorIs(t, err, ErrOutcomeUnknown)
+	assertErrNoKey(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 2, "both attempts failed to read the body")
+	for _, e := range seen {
+		assert.Contains(t, e.Error(), "malformed MIME header")
+		assertErrNoKey(t, e)
+	}
+	assert.Contains(t, lb.String(), "retrying after: read response body")
+	assertNoKey(t, "log", lb.String())
+}
+
 func TestScrubbedTransportErrorKeepsItsClass(t *testing.T) {
 	c, err := NewClient(testAPIKey, WithBaseURL(hostileServer(t, "HTTP/1.1 "+testAPIKey+" OK\r\n\r\n")),
 		WithMaxRetries(0))
@@ -477,6 +547,85 @@ func TestRedirectFromHTTPSToHTTPIsNotFollowed(t *testing.T) {
 	require.ErrorIs(t, err, ErrOutcomeUnknown)
 	assert.Zero(t, plainHits.Load(), "the plain server saw nothing")
 	assert.Nil(t, plainAuth.Load(), "the plain server never saw the Authorization header")
+}
+
+// TestRedirectWithAnUnparsableLocationIsNotRetried: http.Client parses a
+// 3xx's Location before CheckRedirect runs, and fails with a transport error
+// when it does not parse, which the policy would retry. A 3xx is an *Error
+// with its status, never retried, whatever its Location, and the policy and
+// the caller see the Location the server sent.
+func TestRedirectWithAnUnparsableLocationIsNotRetried(t *testing.T) {
+	srv, n := countingServer(t, http.StatusFound, http.Header{"Location": {"ht%tp://x"}}, "")
+	var locations []string
+	policy := func(a *Attempt) (bool, string) {
+		locations = append(locations, a.Header.Get("Location"))
+		return DefaultRetryPolicy(a)
+	}
+	c := (&fakeGateway{URL: srv.URL}).client(t, WithMaxRetries(3), WithRetryPolicy(policy))
+
+	_, err := c.Charges.Create(context.Background(), chargeParams("order_bad_location"))
+	var unknown *OutcomeUnknownError
+	require.ErrorAs(t, err, &unknown, "what happened before the redirect is unknown")
+	assert.Equal(t, "order_bad_location", unknown.IdempotencyKey)
+	var e *Error
+	require.ErrorAs(t, err, &e, "a 3xx is an *Error with its status")
+	assert.Equal(t, http.StatusFound, e.StatusCode)
+	assert.Contains(t, e.Message, "an unparsable Location")
+	assert.Equal(t, int32(1), n.Load(), "a 3xx is never retried")
+
+	_, err = c.Charges.Get(context.Background(), "ch_1")
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, http.StatusFound, e.StatusCode)
+	assert.NotErrorIs(t, err, ErrOutcomeUnknown, "a GET executes nothing")
+	assert.Equal(t, int32(2), n.Load(), "a 3xx is never retried")
+	assert.Equal(t, []string{"ht%tp://x", "ht%tp://x"}, locations, "the header is the server's")
+}
+
+// TestInformationalAnswerIsOutsideTheContract: a final answer below 200
+// (101 Switching Protocols) is, like a 3xx, not the gateway's contract, and
+// the POST may have executed before it: an unknown outcome, not a definite
+// *Error. Its body, which after a 101 is the connection itself, is not read.
+func TestInformationalAnswerIsOutsideTheContract(t *testing.T) {
+	t.Run("closed", func(t *testing.T) {
+		c, err := NewClient(testAPIKey, WithBaseURL(hostileServer(t, "HTTP/1.1 101 Switching Protocols\r\n\r\n")),
+			WithMaxRetries(3), WithBackoff(time.Millisecond, time.Millisecond))
+		require.NoError(t, err)
+		ch, err := c.Charges.Create(context.Background(), chargeParams("order_101"))
+		assert.Nil(t, ch)
+		var unknown *OutcomeUnknownError
+		require.ErrorAs(t, err, &unknown, "a POST answered outside the contract may have executed: %v", err)
+		assert.Equal(t, "order_101", unknown.IdempotencyKey)
+		assert.Equal(t, 1, unknown.Attempts, "not retried")
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, http.StatusSwitchingProtocols, e.StatusCode)
+
+		_, err = c.Charges.Get(context.Background(), "ch_1")
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, http.StatusSwitchingProtocols, e.StatusCode)
+		assert.NotErrorIs(t, err, ErrOutcomeUnknown, "a GET executes nothing")
+	})
+	t.Run("upgraded connection left open", func(t *testing.T) {
+		done := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			conn, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n")
+			buf.Flush()
+			<-done
+		}))
+		t.Cleanup(srv.Close)
+		t.Cleanup(func() { close(done) })
+		c := (&fakeGateway{URL: srv.URL}).client(t, WithAttemptTimeout(5*time.Second))
+		start := time.Now()
+		_, err := c.Charges.Create(context.Background(), chargeParams("order_101_open"))
+		require.ErrorIs(t, err, ErrOutcomeUnknown)
+		assert.Less(t, time.Since(start), 2*time.Second, "the connection is not read as a body")
+	})
 }
 
 // TestPostRedirectIsNotTurnedIntoAGet: a 302 to a POST would make net/http

@@ -52,18 +52,23 @@ const (
 )
 
 // An Attempt is the outcome of one attempt, as seen by a [RetryPolicy].
+//
+// APIError and Err are scrubbed of the API key, like every error the client
+// returns. Header is the raw response header, as the server sent it: it is
+// not scrubbed, so a policy must not log it whole.
 type Attempt struct {
 	Number     int         // 1 for the first attempt
 	Method     string      // HTTP method
 	Path       string      // URL path, without the query
 	StatusCode int         // 0 when no response arrived
-	Header     http.Header // response header, nil when no response arrived
+	Header     http.Header // the raw response header, nil when no response arrived
 	APIError   *Error      // the parsed error for a non-2xx response
 	Err        error       // transport error, attempt timeout, or body read failure
 }
 
 // A RetryPolicy reports whether an attempt should be retried, and a short
-// reason for the log. It is not consulted when the caller's context has
+// reason for the log, which the client scrubs of the API key before logging
+// it. It is not consulted when the caller's context has
 // ended, and a retry always reuses the same idempotency key and body.
 type RetryPolicy func(a *Attempt) (retry bool, reason string)
 
@@ -256,6 +261,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	if resp != nil && err != nil {
 		resp.Body.Close()
 	} else if resp != nil {
+		restoreLocation(resp)
 		o.StatusCode, o.Header = resp.StatusCode, resp.Header
 		cl.readResponse(resp, &o)
 	}
@@ -268,6 +274,8 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		o.retry, o.reason = false, "replayed stored outcome"
 	} else {
 		o.retry, o.reason = cl.c.cfg.retryPolicy(&o.Attempt)
+		// A policy may explain itself with what the server sent.
+		o.reason = cl.c.scrub(o.reason)
 	}
 	cl.last = o
 	if !o.retry {
@@ -331,6 +339,13 @@ func (cl *call) sent() bool {
 func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 	orig := resp.Body
 	defer orig.Close()
+	if resp.StatusCode < 200 {
+		// A 1xx has no body; after a 101 the body is the raw connection,
+		// which may never end.
+		resp.Body = http.NoBody
+		o.APIError = newAPIError(resp.StatusCode, resp.Header, nil, false, nil, cl.key, cl.c.cfg.scrubber)
+		return
+	}
 	success := resp.StatusCode >= 200 && resp.StatusCode < 300
 	limit := int64(maxErrorBody)
 	if success {
@@ -357,7 +372,9 @@ func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 	case !success:
 		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.c.cfg.scrubber)
 	case err != nil:
-		o.Err = fmt.Errorf("read response body: %w", err)
+		// net/http's body errors may quote the server's bytes (a malformed
+		// chunk trailer does): scrub, as checkRetry did for transport errors.
+		o.Err = cl.c.cfg.scrubber.scrubErr(fmt.Errorf("read response body: %w", err))
 	case tooLarge:
 		o.bodyErr = fmt.Errorf("response body larger than %d MiB", maxSuccessBody>>20)
 	default:
@@ -371,8 +388,10 @@ func mayHaveExecuted(a *Attempt, sent bool) bool {
 	switch {
 	case a.Err != nil:
 		return sent && !notSent(a.Err)
-	case a.StatusCode >= 300 && a.StatusCode < 400:
-		return true // not the gateway's contract: who answered, and after what, is unknown
+	case a.StatusCode < 200 || (a.StatusCode >= 300 && a.StatusCode < 400):
+		// A 1xx as the final answer, or a 3xx: not the gateway's contract.
+		// Who answered, and after what, is unknown.
+		return true
 	case a.StatusCode >= 500 && a.StatusCode != http.StatusNotImplemented:
 		return a.APIError == nil || a.APIError.Code != codeStoreUnavailable
 	case a.StatusCode == http.StatusConflict:
@@ -484,8 +503,38 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		cancel()
 		return nil, err
 	}
+	hideLocation(resp)
 	resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, parent: parent, ctx: ctx, cancel: cancel}
 	return resp, nil
+}
+
+// hiddenLocation holds a 3xx's Location between attemptTransport and
+// checkRetry. It is not a valid field name, so no server can send it.
+const hiddenLocation = "payonce hidden location"
+
+// hideLocation takes a 3xx's Location out of sight of http.Client, which
+// parses it before CheckRedirect runs and turns an unparsable one into a
+// transport error, which the policy would retry: a 3xx must reach the
+// client as the response it is, never followed and never retried (see
+// WithHTTPClient). With no Location, http.Client returns the response as
+// it is. restoreLocation puts it back.
+func hideLocation(resp *http.Response) {
+	if resp.StatusCode < 300 || resp.StatusCode >= 400 || resp.Header == nil {
+		return
+	}
+	if loc, ok := resp.Header["Location"]; ok {
+		delete(resp.Header, "Location")
+		resp.Header[hiddenLocation] = loc
+	}
+}
+
+// restoreLocation undoes hideLocation, so that the response header is what
+// the server sent.
+func restoreLocation(resp *http.Response) {
+	if loc, ok := resp.Header[hiddenLocation]; ok {
+		delete(resp.Header, hiddenLocation)
+		resp.Header["Location"] = loc
+	}
 }
 
 // unreplayable makes r, a copy that the attempt owns, impossible for

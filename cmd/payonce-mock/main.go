@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("payonce-mock", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:12111", "`address` to listen on (loopback only, unless -allow-remote)")
-	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr (the control surface is unauthenticated)")
+	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr (without -control-token, the control surface answers only a loopback Host, which stops browsers, not a client that sets Host itself; set -control-token to use it remotely)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long idempotency keys are remembered")
 	requireKey := fs.Bool("require-key", true, "require Idempotency-Key on POST in payonce's dialect (false lets keyless POSTs execute every time); Stripe's dialect never requires one")
 	chaos := fs.Float64("chaos", 0, "fraction of POSTs given a random fault, from 0 to 1")
@@ -220,9 +220,12 @@ func warnRemote(stderr io.Writer, addr net.Addr, token, apiKeys bool) {
 	if token {
 		fmt.Fprintln(stderr, "payonce-mock: WARNING: the control surface (/_mock/) requires the -control-token; keep it secret.")
 	} else {
-		fmt.Fprintln(stderr, "payonce-mock: WARNING: the control surface (/_mock/) has no authentication: anyone who can reach "+
-			"this address can inject faults, turn on chaos, move the clock, reset all state, and read every charge "+
-			"and the request history. A -control-token is strongly advised.")
+		fmt.Fprintln(stderr, "payonce-mock: WARNING: the control surface (/_mock/) has no authentication: without "+
+			"a -control-token it answers only requests whose Host is loopback (localhost, 127.0.0.1, [::1]), and "+
+			"refuses others with 403 host_not_allowed. That stops browsers and DNS rebinding, not a client that "+
+			"sets Host itself: such a client, from anywhere that reaches this address, can inject faults, turn on "+
+			"chaos, move the clock, reset all state, and read every charge and the request history. Set "+
+			"-control-token to use the control surface remotely; a -control-token is strongly advised.")
 	}
 	if !apiKeys {
 		fmt.Fprintln(stderr, "payonce-mock: WARNING: the API accepts any sk_test_ key; -api-key restricts it.")

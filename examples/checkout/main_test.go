@@ -389,6 +389,30 @@ func TestPayErrors(t *testing.T) {
 		requireCharges(t, gw, v.cart, 1)
 	})
 
+	// A click with another card on an attempt already declined (a second
+	// tab, or a click sent before the decline came back) is told that the
+	// attempt was declined, and which attempt to pay, not to pay with the
+	// declining card again.
+	t.Run("another card for a declined attempt", func(t *testing.T) {
+		srv, gw := newTestShop(t)
+		v := newVisitor(t, srv)
+		status, res := v.send(payRequest{Keyed: true, Card: "tok_chargeDeclined", Attempt: 1})
+		require.Equal(t, http.StatusPaymentRequired, status, "%+v", res)
+		require.Equal(t, 2, res.NextAttempt)
+
+		status, res = v.send(payRequest{Keyed: true, Card: "tok_visa", Attempt: 1})
+		assert.Equal(t, http.StatusConflict, status, "%+v", res)
+		assert.Equal(t, "key_reused", res.Error)
+		assert.NotContains(t, res.Message, "was not declined", "attempt 1 was declined")
+		assert.Contains(t, res.Message, "was declined")
+		assert.Equal(t, 2, res.NextAttempt, "the page is told the attempt to pay")
+		requireCharges(t, gw, v.cart, 0)
+
+		status, res = v.send(payRequest{Keyed: true, Card: "tok_visa", Attempt: res.NextAttempt})
+		assert.Equal(t, http.StatusOK, status, "%+v", res)
+		requireCharges(t, gw, v.cart, 1)
+	})
+
 	// When every answer is lost, the outcome is unknown; paying again with
 	// the same key settles it without charging twice.
 	t.Run("outcome unknown, then settled", func(t *testing.T) {

@@ -246,8 +246,15 @@ func (s *Shop) pay(w http.ResponseWriter, r *http.Request) {
 		res.Key = key
 		if req.Keyed {
 			res.NextAttempt = s.attempt(cart)
-			if res.Error == "declined" {
+			switch {
+			case res.Error == "declined":
 				res.NextAttempt = s.declined(cart, attempt)
+			case res.Error == "key_reused" && attempt < res.NextAttempt:
+				// Only a decline ends an attempt: this click (a second
+				// tab, or one sent before the decline came back) paid
+				// with another card under an attempt already declined.
+				res.Message = fmt.Sprintf("This payment attempt was declined, so this card was not charged: "+
+					"pay again to send it as the next attempt (%d).", res.NextAttempt)
 			}
 		}
 		writeJSON(w, status, res)
