@@ -11,17 +11,20 @@ import (
 
 const keyPrefix = "sk_test_"
 
-// account is one API key's share of the gateway: its charges and refunds.
-// Each has its own lock, so accounts never wait for each other.
+// account is one API key's share of the gateway: its charges, refunds and
+// payment intents. Each has its own lock, so accounts never wait for each
+// other.
 type account struct {
 	// "acct_" + the first 16 hex digits of SHA-256(API key), and in
 	// Stripe's dialect "/" + the Stripe-Account it acts for, if any
 	id string
 
-	mu      sync.Mutex
-	charges []*charge // oldest first
-	byID    map[string]*charge
-	refunds map[string]*Refund
+	mu         sync.Mutex
+	charges    []*charge // oldest first
+	byID       map[string]*charge
+	refunds    map[string]*Refund
+	intents    []*paymentIntent // oldest first
+	intentByID map[string]*paymentIntent
 }
 
 // wellFormedKey reports whether key is sk_test_ followed by at least one
@@ -101,6 +104,7 @@ func (w *world) account(id string) *account {
 	if a, ok := w.accounts.Load(id); ok {
 		return a.(*account)
 	}
-	a, _ := w.accounts.LoadOrStore(id, &account{id: id, byID: make(map[string]*charge), refunds: make(map[string]*Refund)})
+	a, _ := w.accounts.LoadOrStore(id, &account{id: id, byID: make(map[string]*charge),
+		refunds: make(map[string]*Refund), intentByID: make(map[string]*paymentIntent)})
 	return a.(*account)
 }

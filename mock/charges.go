@@ -48,10 +48,13 @@ type charge struct {
 	card      card   // the test card it was paid with
 	viaSource bool   // Stripe: paid with source rather than payment_method
 	sourceID  string // Stripe: the card_ id of its source, if viaSource
-	key       string
-	seq       uint64    // creation order across accounts
-	at        time.Time // Created, to the nanosecond
-	index     int       // position in account.charges
+	// paymentIntent is the id of the payment intent whose confirmation
+	// made the charge, "" for a plain charge.
+	paymentIntent string
+	key           string
+	seq           uint64    // creation order across accounts
+	at            time.Time // Created, to the nanosecond
+	index         int       // position in account.charges
 }
 
 // Charges returns every charge of every account, oldest first, as they are

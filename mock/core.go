@@ -27,6 +27,10 @@ type fields interface {
 	str(name string, required bool) (s string, present bool, e *apiError)
 	boolean(name string) (value, present bool, e *apiError)
 	metadata() (map[string]string, *apiError)
+	// list reads an array of strings.
+	list(name string) (l []string, present bool, e *apiError)
+	// object reads a nested object, whose fields must be allowed.
+	object(name string, allowed ...string) (f fields, present bool, e *apiError)
 }
 
 var (
@@ -146,15 +150,23 @@ const (
 )
 
 type refundParams struct {
-	charge   string
-	amount   int64 // 0: what remains
-	reason   *string
-	metadata map[string]string
+	charge        string
+	paymentIntent string // Stripe: refund this intent's latest charge instead
+	amount        int64  // 0: what remains
+	reason        *string
+	metadata      map[string]string
 }
 
 func parseRefundParams(p fields) (rp refundParams, e *apiError) {
-	if rp.charge, _, e = p.str("charge", true); e != nil {
+	var byIntent bool
+	if rp.paymentIntent, byIntent, e = p.str("payment_intent", false); e != nil {
 		return rp, e
+	}
+	if rp.charge, _, e = p.str("charge", !byIntent); e != nil {
+		return rp, e
+	}
+	if byIntent && rp.charge != "" {
+		return rp, invalidParam("parameters_exclusive", "payment_intent", "send charge or payment_intent, not both")
 	}
 	if rp.amount, _, e = p.amount("amount", false); e != nil {
 		return rp, e
@@ -220,21 +232,43 @@ func testCard(pm string) (c card, ok bool) {
 // decline is an error that is stored; with cp.recordDecline it also leaves
 // a failed charge, which the error names and the result holds.
 func (w *world) createCharge(acct *account, cp *chargeParams, key string) (charge, *apiError) {
-	c, ok := testCard(cp.paymentMethod)
-	if !ok {
-		return charge{}, invalidParam("invalid_payment_method", "payment_method",
-			"no such payment method "+strconv.Quote(cp.paymentMethod)+
-				": use tok_visa, tok_mastercard, tok_chargeDeclined or tok_chargeDeclinedInsufficientFunds, or their pm_card_ twins")
+	c, e := cardOf(cp.paymentMethod)
+	if e != nil {
+		return charge{}, e
 	}
 	// From here on the request executes: a decline is stored like a charge.
-	var decline *apiError
-	if c.decline != "" {
-		decline = &apiError{Status: http.StatusPaymentRequired, Type: cardError, Code: "card_declined",
-			DeclineCode: c.decline, Param: "payment_method", Message: c.message, stored: true}
-		if !cp.recordDecline {
-			return charge{}, decline
-		}
+	if c.decline != "" && !cp.recordDecline {
+		return charge{}, declineOf(&c)
 	}
+	acct.mu.Lock()
+	ch, decline := w.addCharge(acct, cp, &c, key, "")
+	snap := *ch
+	acct.mu.Unlock()
+	return snap, decline
+}
+
+// cardOf looks up pm, a test payment method, or refuses it: nothing
+// executes with an unknown one.
+func cardOf(pm string) (card, *apiError) {
+	c, ok := testCard(pm)
+	if !ok {
+		return c, invalidParam("invalid_payment_method", "payment_method",
+			"no such payment method "+strconv.Quote(pm)+
+				": use tok_visa, tok_mastercard, tok_chargeDeclined or tok_chargeDeclinedInsufficientFunds, or their pm_card_ twins")
+	}
+	return c, nil
+}
+
+// declineOf is the stored error of a payment with c, a declined card.
+func declineOf(c *card) *apiError {
+	return &apiError{Status: http.StatusPaymentRequired, Type: cardError, Code: "card_declined",
+		DeclineCode: c.decline, Param: "payment_method", Message: c.message, stored: true}
+}
+
+// addCharge records a charge of cp, paid with c, on acct, whose lock the
+// caller holds; intent is the payment intent it belongs to, if any. A
+// declined card leaves a failed charge, and the decline names it.
+func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent string) (*charge, *apiError) {
 	now := w.g.Now()
 	ch := &charge{
 		Charge: Charge{
@@ -242,13 +276,16 @@ func (w *world) createCharge(acct *account, cp *chargeParams, key string) (charg
 			Status: StatusRequiresCapture, PaymentMethod: cp.paymentMethod,
 			Description: cp.description, Metadata: cp.metadata, Created: now.Unix(),
 		},
-		card:      c,
-		viaSource: cp.viaSource,
-		key:       key,
-		at:        now,
+		card:          *c,
+		viaSource:     cp.viaSource,
+		paymentIntent: intent,
+		key:           key,
+		at:            now,
 	}
+	var decline *apiError
 	switch {
-	case decline != nil:
+	case c.decline != "":
+		decline = declineOf(c)
 		ch.Status = StatusFailed
 		decline.Charge = ch.ID
 	case cp.capture:
@@ -257,14 +294,11 @@ func (w *world) createCharge(acct *account, cp *chargeParams, key string) (charg
 	if cp.viaSource {
 		ch.sourceID = newID("card_", 15)
 	}
-	acct.mu.Lock()
 	ch.seq = w.seq.Add(1)
 	ch.index = len(acct.charges)
 	acct.charges = append(acct.charges, ch)
 	acct.byID[ch.ID] = ch
-	snap := *ch
-	acct.mu.Unlock()
-	return snap, decline
+	return ch, decline
 }
 
 // getCharge returns a copy of acct's charge id.
@@ -308,10 +342,23 @@ func parseLimit(s string, present bool) (int, *apiError) {
 func (acct *account) listCharges(pg page) ([]charge, bool, *apiError) {
 	acct.mu.Lock()
 	defer acct.mu.Unlock()
-	cursor := func(param, id string) (*charge, *apiError) {
-		c := acct.byID[id]
+	items, more, e := pageOf(acct.charges, pg, "charge",
+		func(id string) *charge { return acct.byID[id] }, func(c *charge) int { return c.index })
+	out := make([]charge, len(items))
+	for i, c := range items {
+		out[i] = *c
+	}
+	return out, more, e
+}
+
+// pageOf returns the page pg of items, which are oldest first and each at
+// its index, newest first, and whether more lie beyond it. lookup finds a
+// cursor's item by id; noun names the items in errors.
+func pageOf[T any](items []*T, pg page, noun string, lookup func(string) *T, index func(*T) int) ([]*T, bool, *apiError) {
+	cursor := func(param, id string) (*T, *apiError) {
+		c := lookup(id)
 		if c == nil {
-			return nil, missingResource(param, "no such charge: "+strconv.Quote(id))
+			return nil, missingResource(param, "no such "+noun+": "+strconv.Quote(id))
 		}
 		return c, nil
 	}
@@ -320,26 +367,26 @@ func (acct *account) listCharges(pg page) ([]charge, bool, *apiError) {
 		if e != nil {
 			return nil, false, e
 		}
-		// The limit charges just newer than the cursor, still newest first.
-		lo := before.index + 1
-		hi := min(lo+pg.limit, len(acct.charges))
-		out := make([]charge, 0, hi-lo)
+		// The limit items just newer than the cursor, still newest first.
+		lo := index(before) + 1
+		hi := min(lo+pg.limit, len(items))
+		out := make([]*T, 0, hi-lo)
 		for i := hi - 1; i >= lo; i-- {
-			out = append(out, *acct.charges[i])
+			out = append(out, items[i])
 		}
-		return out, hi < len(acct.charges), nil
+		return out, hi < len(items), nil
 	}
-	next := len(acct.charges) - 1 // newest first
+	next := len(items) - 1 // newest first
 	if pg.startingAfter != "" {
 		after, e := cursor("starting_after", pg.startingAfter)
 		if e != nil {
 			return nil, false, e
 		}
-		next = after.index - 1
+		next = index(after) - 1
 	}
-	out := make([]charge, 0, min(pg.limit, next+1))
+	out := make([]*T, 0, min(pg.limit, next+1))
 	for ; next >= 0 && len(out) < pg.limit; next-- {
-		out = append(out, *acct.charges[next])
+		out = append(out, items[next])
 	}
 	return out, next >= 0, nil
 }
@@ -359,6 +406,11 @@ func (acct *account) captureCharge(id string, amount int64, given bool) (charge,
 		e = invalidParam("charge_not_capturable", "", "charge "+ch.ID+" failed, so it cannot be captured")
 	case ch.Captured:
 		e = invalidParam("charge_already_captured", "", "charge "+ch.ID+" has already been captured")
+	case ch.paymentIntent != "":
+		// A payment intent's charge is captured through its intent, so
+		// the two never disagree.
+		pi := acct.intentByID[ch.paymentIntent]
+		e = acct.captureIntentLocked(pi, amount, given, "amount")
 	case given && amount > ch.Amount:
 		e = invalidParam("amount_too_large", "amount", "the capture amount is larger than the charge's amount")
 	default:
@@ -373,13 +425,26 @@ func (acct *account) captureCharge(id string, amount int64, given bool) (charge,
 	return *ch, e
 }
 
-// createRefund refunds part or all of what remains on a captured charge.
+// createRefund refunds part or all of what remains on a captured charge:
+// rp's charge, or the latest charge of rp's payment intent.
 func (w *world) createRefund(acct *account, rp *refundParams) (*Refund, *apiError) {
 	now := w.g.Now()
 	acct.mu.Lock()
 	defer acct.mu.Unlock()
-	ch := acct.byID[rp.charge]
-	if ch == nil {
+	var ch *charge
+	if rp.paymentIntent != "" {
+		pi := acct.intentByID[rp.paymentIntent]
+		if pi == nil {
+			return nil, missingResource("payment_intent", "no such payment_intent: "+strconv.Quote(rp.paymentIntent))
+		}
+		if pi.status != intentSucceeded { // a business rule: stored
+			e := invalidParam("payment_intent_unexpected_state", "payment_intent",
+				"payment intent "+pi.id+" has a status of "+pi.status+", so it has no successful charge to refund")
+			e.stored, e.intent = true, pi.snapshot()
+			return nil, e
+		}
+		ch = acct.byID[pi.latestCharge]
+	} else if ch = acct.byID[rp.charge]; ch == nil {
 		return nil, missingResource("charge", "no such charge: "+strconv.Quote(rp.charge))
 	}
 	// Business rules: these answers are stored under the key.
@@ -407,6 +472,7 @@ func (w *world) createRefund(acct *account, rp *refundParams) (*Refund, *apiErro
 	ref := &Refund{
 		ID: newRefundID(), Object: "refund", Amount: amount, Charge: ch.ID, Currency: ch.Currency,
 		Status: StatusSucceeded, Reason: rp.reason, Metadata: rp.metadata, Created: now.Unix(),
+		paymentIntent: ch.paymentIntent,
 	}
 	acct.refunds[ref.ID] = ref // never changes from now on
 	return ref, nil

@@ -8,6 +8,12 @@
 // a test that sends one key with two different amounts gets a 422, and a
 // test whose code charges twice can see it with [Gateway.SuspectedDuplicates].
 //
+// Over the same core it also speaks Stripe's form-encoded dialect, told apart
+// by a form body or a Stripe-Version header: charges, payment intents
+// (confirm, manual capture, cancel), refunds by charge or payment intent and
+// lists, with Stripe's idempotency rules, so stripe-go and stripe-node run
+// against it unmodified but for the URL (docs/protocol.md §9).
+//
 // On top of the API it injects faults that make retries matter: errors before
 // or after the charge commits, dropped connections, delays that keep a key
 // in flight, and a seeded random chaos mode. A controllable clock expires

@@ -16,7 +16,8 @@ type Duplicate struct {
 // two charges of one account, with the same payment method, amount and
 // currency, created within window of each other under different
 // idempotency keys (a charge made without a key differs from every other).
-// Failed charges, the declines the Stripe dialect keeps, are left out.
+// Failed charges, the declines the Stripe dialect keeps, are left out, and
+// so are authorizations released by canceling their payment intent.
 // Charges are compared with the next one of their kind in creation order,
 // so three charges in a row give two pairs.
 //
@@ -30,7 +31,7 @@ func (g *Gateway) SuspectedDuplicates(window time.Duration) []Duplicate {
 	}
 	groups := make(map[kind][]ledgerEntry)
 	for _, e := range g.world.Load().ledger() {
-		if e.Status == StatusFailed { // a decline moved no money
+		if e.Status == StatusFailed || e.Refunded && !e.Captured { // a decline or a released authorization moved no money
 			continue
 		}
 		k := kind{e.Account, e.PaymentMethod, e.Currency, e.Amount}

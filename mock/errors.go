@@ -9,7 +9,8 @@ import (
 
 // apiError is the body of every error response:
 // {"error":{"type","code","message","param","decline_code","charge"}}, in
-// both dialects: payonce's envelope is Stripe's.
+// both dialects: payonce's envelope is Stripe's, which also names the
+// payment intent of an error about one ("payment_intent").
 type apiError struct {
 	Status      int    `json:"-"`
 	Type        string `json:"type"`
@@ -18,6 +19,10 @@ type apiError struct {
 	Param       string `json:"param,omitempty"`
 	DeclineCode string `json:"decline_code,omitempty"`
 	Charge      string `json:"charge,omitempty"` // the failed charge of a decline (Stripe dialect)
+	// intent is the payment intent the error is about, as the core left
+	// it; PaymentIntent is its encoding, which the dialect sets (Stripe's).
+	PaymentIntent any `json:"payment_intent,omitempty"`
+	intent        *paymentIntent
 	// stored marks an error that is the outcome of an execution (a
 	// decline, a business rule), stored under the key; any other error
 	// from the core refused the request before anything executed.

@@ -302,3 +302,35 @@ func (p params) metadata() (map[string]string, *apiError) {
 	}
 	return md, nil
 }
+
+// list reads an array of strings.
+func (p params) list(name string) ([]string, bool, *apiError) {
+	raw, ok := p.get(name)
+	if !ok {
+		return nil, false, nil
+	}
+	var out []string
+	if raw[0] != '[' || json.Unmarshal(raw, &out) != nil {
+		return nil, false, invalidParam("parameter_invalid_array", name, name+" must be an array of strings")
+	}
+	return out, true, nil
+}
+
+// object reads a nested object whose fields must be allowed.
+func (p params) object(name string, allowed ...string) (fields, bool, *apiError) {
+	raw, ok := p.get(name)
+	if !ok {
+		return nil, false, nil
+	}
+	if raw[0] != '{' {
+		return nil, false, invalidParam("parameter_invalid_object", name, name+" must be an object")
+	}
+	inner, _ := members(raw, nil) // raw is valid JSON: the whole body was
+	for _, m := range inner {
+		if !slices.Contains(allowed, string(m.name)) {
+			param := name + "." + string(m.name)
+			return nil, false, invalidParam("parameter_unknown", param, "received unknown parameter "+strconv.Quote(param))
+		}
+	}
+	return inner, true, nil
+}

@@ -11,4 +11,6 @@ type Refund struct {
 	Reason   *string           `json:"reason"` // null when absent
 	Metadata map[string]string `json:"metadata"`
 	Created  int64             `json:"created"`
+
+	paymentIntent string // Stripe: the payment intent of its charge, if any
 }

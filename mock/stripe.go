@@ -99,6 +99,12 @@ func (w *world) stripeRoutes() *http.ServeMux {
 	mux.HandleFunc("GET /v1/charges", w.listChargesStripe)
 	mux.HandleFunc("GET /v1/charges/{id}", w.getChargeStripe)
 	mux.HandleFunc("POST /v1/charges/{id}/capture", w.captureChargeStripe)
+	mux.HandleFunc("POST /v1/payment_intents", w.createIntentStripe)
+	mux.HandleFunc("GET /v1/payment_intents", w.listIntentsStripe)
+	mux.HandleFunc("GET /v1/payment_intents/{id}", w.getIntentStripe)
+	mux.HandleFunc("POST /v1/payment_intents/{id}/confirm", w.confirmIntentStripe)
+	mux.HandleFunc("POST /v1/payment_intents/{id}/capture", w.captureIntentStripe)
+	mux.HandleFunc("POST /v1/payment_intents/{id}/cancel", w.cancelIntentStripe)
 	mux.HandleFunc("POST /v1/refunds", w.createRefundStripe)
 	mux.HandleFunc("GET /v1/refunds/{id}", w.getRefundStripe)
 	return mux
@@ -198,6 +204,42 @@ func (f formFields) boolean(name string) (value, present bool, e *apiError) {
 	return false, false, invalidParam("parameter_invalid_boolean", name, name+" must be true or false")
 }
 
+func (f formFields) list(name string) ([]string, bool, *apiError) {
+	v, ok := f.get(name)
+	if !ok {
+		return nil, false, nil
+	}
+	items, isList := form.List(v)
+	if !isList {
+		return nil, false, invalidParam("parameter_invalid_array", name, name+" must be an array: "+name+"[0]=…")
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		s, isString := item.(string)
+		if !isString {
+			return nil, false, invalidParam("parameter_invalid_string", name+"["+strconv.Itoa(i)+"]", name+" must hold strings")
+		}
+		out[i] = s
+	}
+	return out, true, nil
+}
+
+func (f formFields) object(name string, allowed ...string) (fields, bool, *apiError) {
+	v, ok := f.get(name)
+	if !ok {
+		return nil, false, nil
+	}
+	m, isMap := v.(map[string]any)
+	if !isMap {
+		return nil, false, invalidParam("parameter_invalid_object", name, name+" must be an object: "+name+"[…]=…")
+	}
+	if unknown := firstUnknown(m, allowed...); unknown != "" {
+		param := name + "[" + unknown + "]"
+		return nil, false, invalidParam("parameter_unknown", param, "Received unknown parameter: "+param)
+	}
+	return formFields(m), true, nil
+}
+
 // metadata reads metadata[key]=value pairs. "metadata=" clears, and so
 // does an absent one on creation; a key sent empty is unset.
 func (f formFields) metadata() (map[string]string, *apiError) {
@@ -249,7 +291,7 @@ type stripeCharge struct {
 	Metadata             map[string]string `json:"metadata"`
 	Outcome              stripeOutcome     `json:"outcome"`
 	Paid                 bool              `json:"paid"`
-	PaymentIntent        *string           `json:"payment_intent"` // null: no PaymentIntents yet
+	PaymentIntent        *string           `json:"payment_intent"` // null for a plain charge
 	PaymentMethod        string            `json:"payment_method"`
 	PaymentMethodDetails stripePMDetails   `json:"payment_method_details"`
 	Refunded             bool              `json:"refunded"`
@@ -316,6 +358,7 @@ func stripeChargeOf(ch *charge) *stripeCharge {
 		ID: ch.ID, Object: "charge", Amount: ch.Amount, AmountCaptured: ch.AmountCaptured,
 		AmountRefunded: ch.AmountRefunded, Captured: ch.Captured, Created: ch.Created, Currency: ch.Currency,
 		Description: ch.Description, Metadata: ch.Metadata, Paid: ch.Status != StatusFailed,
+		PaymentIntent: nullable(ch.paymentIntent),
 		PaymentMethod: ch.PaymentMethod, Refunded: ch.Refunded, Status: StatusSucceeded,
 		Outcome: stripeOutcome{NetworkStatus: "approved_by_network", RiskLevel: "normal",
 			SellerMessage: "Payment complete.", Type: "authorized"},
@@ -361,7 +404,16 @@ type stripeRefund struct {
 
 func stripeRefundOf(ref *Refund) *stripeRefund {
 	return &stripeRefund{ID: ref.ID, Object: "refund", Amount: ref.Amount, Charge: ref.Charge, Created: ref.Created,
-		Currency: ref.Currency, Metadata: ref.Metadata, Reason: ref.Reason, Status: ref.Status}
+		Currency: ref.Currency, Metadata: ref.Metadata, PaymentIntent: nullable(ref.paymentIntent),
+		Reason: ref.Reason, Status: ref.Status}
+}
+
+// nullable is s, or null for "".
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // stripeList is Stripe's list envelope.
@@ -398,7 +450,7 @@ func (w *world) createChargeStripe(rw http.ResponseWriter, r *http.Request) {
 	cp.viaSource, cp.recordDecline = viaSource, true
 	ch, e := w.createCharge(exchangeOf(r.Context()).account, &cp, requestKey(r))
 	if e != nil {
-		fail(rw, r, e)
+		failStripe(rw, r, e)
 		return
 	}
 	writeJSON(rw, http.StatusOK, stripeChargeOf(&ch))
@@ -411,7 +463,7 @@ func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	ch, e := exchangeOf(r.Context()).account.getCharge(r.PathValue("id"))
 	if e != nil {
-		fail(rw, r, e)
+		failStripe(rw, r, e)
 		return
 	}
 	writeJSON(rw, http.StatusOK, stripeChargeOf(&ch))
@@ -425,7 +477,7 @@ func (w *world) listChargesStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	charges, more, e := exchangeOf(r.Context()).account.listCharges(pg)
 	if e != nil {
-		fail(rw, r, e)
+		failStripe(rw, r, e)
 		return
 	}
 	list := stripeList[*stripeCharge]{Object: "list", Data: make([]*stripeCharge, len(charges)),
@@ -469,14 +521,14 @@ func (w *world) captureChargeStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	ch, e := exchangeOf(r.Context()).account.captureCharge(r.PathValue("id"), amount, given)
 	if e != nil {
-		fail(rw, r, e)
+		failStripe(rw, r, e)
 		return
 	}
 	writeJSON(rw, http.StatusOK, stripeChargeOf(&ch))
 }
 
 func (w *world) createRefundStripe(rw http.ResponseWriter, r *http.Request) {
-	f, e := readForm(rw, r, refundFields...)
+	f, e := readForm(rw, r, append(refundFields, "payment_intent")...)
 	if e != nil {
 		reject(rw, r, e)
 		return
@@ -488,7 +540,7 @@ func (w *world) createRefundStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	ref, e := w.createRefund(exchangeOf(r.Context()).account, &rp)
 	if e != nil {
-		fail(rw, r, e)
+		failStripe(rw, r, e)
 		return
 	}
 	writeJSON(rw, http.StatusOK, stripeRefundOf(ref))
@@ -501,7 +553,7 @@ func (w *world) getRefundStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	ref, e := exchangeOf(r.Context()).account.getRefund(r.PathValue("id"))
 	if e != nil {
-		fail(rw, r, e)
+		failStripe(rw, r, e)
 		return
 	}
 	writeJSON(rw, http.StatusOK, stripeRefundOf(ref))

@@ -19,9 +19,9 @@
 //     idempotency/redisstore), its keys beginning with payonce:idem: unless
 //     -store-prefix says otherwise. Redis expires them itself.
 //
-// Only the idempotency records are shared: charges, refunds, faults and the
-// history stay in each process's memory, and POST /_mock/reset moves that
-// process alone to records of its own. The URL's password never appears in
+// Only the idempotency records are shared: charges, refunds, payment
+// intents, faults and the history stay in each process's memory, and POST
+// /_mock/reset moves that process alone to records of its own. The URL's password never appears in
 // the logs or in an error, but a command line is visible to every user of
 // the machine: leave the password out of a PostgreSQL URL and set
 // PGPASSWORD or a PGPASSFILE, which the driver reads.
