@@ -12,8 +12,11 @@
 // idempotency keys, so any one of them can run alone.
 //
 // The list flow uses a second API key, <sk_test_key>_list_<run>, so that its
-// account holds only the charges it creates; the accounts flow uses
-// <sk_test_key>_other_<run>. Any sk_test_ key is an account on the mock.
+// account holds only the charges it creates; the pi_list flow likewise uses
+// <sk_test_key>_pi_list_<run> and the accounts flow <sk_test_key>_other_<run>.
+// Any sk_test_ key is an account on the mock.
+//
+// The flows named pi_… drive PaymentIntents (docs/protocol.md §9.5).
 
 import { randomBytes } from 'node:crypto';
 import Stripe from 'stripe';
@@ -75,6 +78,8 @@ function failure(err) {
     decline_code: err.decline_code ?? null,
     param: err.param ?? null,
     charge: err.charge ?? null,
+    // stripe-node copies the envelope's payment_intent onto the error.
+    payment_intent: err.payment_intent ?? null,
     message: err.message,
     idempotent_replayed: h['idempotent-replayed'] ?? null,
     idempotency_key: h['idempotency-key'] ?? null,
@@ -247,6 +252,111 @@ const FLOWS = {
       a: seen(a), b: seen(b), a_again: seen(aAgain), plain: seen(plain), other_api_key: seen(other),
       cross_account_retrieve: crossAccount,
     };
+  },
+
+  // A PaymentIntent confirmed at creation with capture_method=manual, so
+  // that it only authorizes; then a partial capture of 4000 of its 5000.
+  async pi_manual_capture({ stripe }) {
+    const key = `${run}-pi-manual-capture`;
+    const pi = await stripe.paymentIntents.create(
+      { amount: 5000, currency: 'usd', payment_method: 'pm_card_visa', confirm: true, capture_method: 'manual' },
+      { idempotencyKey: key });
+    const authorized = await stripe.charges.retrieve(pi.latest_charge);
+    const captured = await stripe.paymentIntents.capture(pi.id, { amount_to_capture: 4000 });
+    const charge = await stripe.charges.retrieve(pi.latest_charge);
+    return { key, created: seen(pi), authorized: seen(authorized), captured: seen(captured), charge: seen(charge) };
+  },
+
+  // Confirmed at creation with the default capture method, then the same
+  // create under the same key: the stored intent, marked replayed.
+  async pi_replay({ stripe }) {
+    const key = `${run}-pi-replay`;
+    const params = { amount: 5100, currency: 'usd', payment_method: 'pm_card_visa', confirm: true, metadata: { flow: 'pi_replay' } };
+    const first = await stripe.paymentIntents.create(params, { idempotencyKey: key });
+    const again = await stripe.paymentIntents.create(params, { idempotencyKey: key });
+    return { key, first: seen(first), again: seen(again) };
+  },
+
+  // Created with a payment method but not confirmed, then confirmed.
+  async pi_confirm({ stripe }) {
+    const key = `${run}-pi-confirm`;
+    const pi = await stripe.paymentIntents.create(
+      { amount: 5200, currency: 'usd', payment_method: 'pm_card_visa' }, { idempotencyKey: key });
+    const confirmed = await stripe.paymentIntents.confirm(pi.id, {}, { idempotencyKey: `${key}-confirm` });
+    return { key, created: seen(pi), confirmed: seen(confirmed) };
+  },
+
+  // An unconfirmed intent canceled; then an intent that succeeded, whose
+  // cancel Stripe refuses.
+  async pi_cancel({ stripe }) {
+    const key = `${run}-pi-cancel`;
+    const pi = await stripe.paymentIntents.create(
+      { amount: 5300, currency: 'usd', payment_method: 'pm_card_visa' }, { idempotencyKey: key });
+    const canceled = await stripe.paymentIntents.cancel(pi.id, { cancellation_reason: 'requested_by_customer' });
+    const done = await stripe.paymentIntents.create(
+      { amount: 5301, currency: 'usd', payment_method: 'pm_card_visa', confirm: true },
+      { idempotencyKey: `${key}-succeeded` });
+    const late = await refused(() => stripe.paymentIntents.cancel(done.id));
+    return { key, created: seen(pi), canceled: seen(canceled), succeeded: seen(done), cancel_succeeded: late };
+  },
+
+  // Confirmed at creation with a declining card: a StripeCardError naming
+  // the intent, left in requires_payment_method; then confirmed again with
+  // a card that pays.
+  async pi_decline({ stripe }) {
+    const key = `${run}-pi-decline`;
+    let declined;
+    let id = null;
+    try {
+      const pi = await stripe.paymentIntents.create(
+        { amount: 5400, currency: 'usd', payment_method: 'pm_card_chargeDeclined', confirm: true },
+        { idempotencyKey: key });
+      declined = { succeeded: seen(pi) };
+    } catch (err) {
+      declined = failure(err);
+      // Where stripe-node puts the intent: on the error, and in err.raw,
+      // the envelope's error object as it was parsed.
+      declined.raw_payment_intent = err?.raw?.payment_intent ?? null;
+      declined.payment_intent_is_raw = err?.payment_intent != null && err.payment_intent === err?.raw?.payment_intent;
+      id = err?.payment_intent?.id ?? null;
+    }
+    if (!id) return { key, declined };
+    const retried = await stripe.paymentIntents.confirm(
+      id, { payment_method: 'pm_card_visa' }, { idempotencyKey: `${key}-retry` });
+    return { key, declined, retried: seen(retried) };
+  },
+
+  // A partial refund by payment_intent, which refunds its latest charge;
+  // then a refund of more than is left.
+  async pi_refund({ stripe }) {
+    const key = `${run}-pi-refund`;
+    const pi = await stripe.paymentIntents.create(
+      { amount: 3000, currency: 'usd', payment_method: 'pm_card_visa', confirm: true }, { idempotencyKey: key });
+    const refund = await stripe.refunds.create({ payment_intent: pi.id, amount: 1000 });
+    const over = await refused(() => stripe.refunds.create({ payment_intent: pi.id, amount: 2500 }));
+    const charge = await stripe.charges.retrieve(pi.latest_charge);
+    return { key, intent: seen(pi), refund: seen(refund), over, charge: seen(charge) };
+  },
+
+  // Five intents in a fresh account, listed two a page with stripe-node's
+  // auto-pagination.
+  async pi_list({ base, key }) {
+    const stripe = client(base, `${key}_pi_list_${run}`);
+    const created = [];
+    for (let i = 0; i < 5; i++) {
+      const pi = await stripe.paymentIntents.create(
+        { amount: 5500 + i, currency: 'usd', payment_method: 'pm_card_visa', confirm: true },
+        { idempotencyKey: `${run}-pi-list-${i}` });
+      created.push(pi.id);
+    }
+    const pages = [];
+    const onRequest = (e) => { if (e.method === 'GET') pages.push(e.path); };
+    stripe.on('request', onRequest);
+    const listed = [];
+    for await (const pi of stripe.paymentIntents.list({ limit: 2 })) listed.push(pi.id);
+    stripe.off('request', onRequest);
+    const { data, ...first } = await stripe.paymentIntents.list({ limit: 2 });
+    return { created, listed, pages, first_page: { ...first, ids: data.map((p) => p.id), objects: data.map((p) => p.object) } };
   },
 };
 

@@ -303,6 +303,259 @@ func TestStripeNode(t *testing.T) {
 		assert.Equal(t, 404, cross.Status, "status, retrieving a charge under another Stripe-Account")
 		assert.Equal(t, "resource_missing", cross.Code, "error code, retrieving a charge under another Stripe-Account")
 	})
+
+	// PaymentIntents (docs/protocol.md §9.5).
+
+	t.Run("pi_manual_capture", func(t *testing.T) {
+		var out struct {
+			Created    response `json:"created"`
+			Authorized response `json:"authorized"`
+			Captured   response `json:"captured"`
+			Charge     response `json:"charge"`
+		}
+		h.run(t, "pi_manual_capture", &out)
+		pi := out.Created.intent(t)
+		assertStripeIntent(t, out.Created, 5000)
+		assert.Equal(t, "manual", pi.CaptureMethod, "capture_method")
+		assert.Equal(t, "requires_capture", pi.Status, "status, confirmed with capture_method=manual")
+		assert.Equal(t, int64(5000), pi.AmountCapturable, "amount_capturable, before capture")
+		assert.Equal(t, int64(0), pi.AmountReceived, "amount_received, before capture")
+		chID := pi.latestCharge(t)
+
+		auth := out.Authorized.charge(t)
+		assert.Equal(t, chID, auth.ID, "the latest charge's ID")
+		assert.False(t, auth.Captured, "the latest charge's captured, before capture")
+		assert.Equal(t, int64(0), auth.AmountCaptured, "the latest charge's amount_captured, before capture")
+		assert.Equal(t, "succeeded", auth.Status, "the latest charge's status, authorized")
+		assert.Equal(t, pi.ID, out.Authorized.chargeIntent(t), "the latest charge's payment_intent, before capture")
+
+		capt := out.Captured.intent(t)
+		assert.Equal(t, 200, out.Captured.Status)
+		assert.Equal(t, pi.ID, capt.ID, "the captured intent's ID")
+		assert.Equal(t, "succeeded", capt.Status, "status, after capture")
+		assert.Equal(t, int64(4000), capt.AmountReceived, "amount_received, after capturing 4000")
+		assert.Equal(t, int64(0), capt.AmountCapturable, "amount_capturable, after capture")
+		assert.Equal(t, chID, capt.latestCharge(t), "latest_charge, after capture")
+
+		ch := out.Charge.charge(t)
+		assert.Equal(t, chID, ch.ID, "the captured charge's ID")
+		assert.Equal(t, pi.ID, out.Charge.chargeIntent(t), "the charge's payment_intent")
+		assert.True(t, ch.Captured, "the charge's captured, after capture")
+		assert.Equal(t, int64(4000), ch.AmountCaptured, "the charge's amount_captured, after capturing 4000")
+		assert.Equal(t, int64(5000), ch.Amount, "the charge's amount")
+		assert.Equal(t, "succeeded", ch.Status, "the charge's status, after capture")
+		// Stripe releases the 1000 left uncaptured; the mock leaves
+		// amount_refunded at 0, on purpose (docs/protocol.md §9.3, §9.5).
+		t.Logf("after a partial capture of 4000 of 5000 the charge shows amount_refunded %d, refunded %v", ch.AmountRefunded, ch.Refunded)
+	})
+
+	t.Run("pi_replay", func(t *testing.T) {
+		var out struct {
+			Key   string   `json:"key"`
+			First response `json:"first"`
+			Again response `json:"again"`
+		}
+		h.run(t, "pi_replay", &out)
+		first, again := out.First.intent(t), out.Again.intent(t)
+		assertStripeIntent(t, out.First, 5100)
+		// Stripe's default capture method since API version 2024-04-10.
+		assert.Equal(t, "automatic_async", first.CaptureMethod, "the default capture_method")
+		assert.Equal(t, "succeeded", first.Status, "status, confirmed at creation")
+		assert.Equal(t, int64(5100), first.AmountReceived, "amount_received, confirmed at creation")
+		assert.Equal(t, int64(0), first.AmountCapturable, "amount_capturable, confirmed at creation")
+		chID := first.latestCharge(t)
+		assert.Equal(t, map[string]string{"flow": "pi_replay"}, first.Metadata, "metadata")
+		assert.False(t, out.First.replayed(), "the first response is not marked Idempotent-Replayed")
+
+		assert.Equal(t, 200, out.Again.Status)
+		assert.Equal(t, first.ID, again.ID, "the replay's payment intent ID")
+		assert.True(t, out.Again.replayed(), "the replay's Idempotent-Replayed header: %v", deref(out.Again.IdempotentReplayed))
+		if assert.NotNil(t, out.Again.IdempotencyKey, "the replay's Idempotency-Key header") {
+			assert.Equal(t, out.Key, *out.Again.IdempotencyKey, "the replay's Idempotency-Key header")
+		}
+		assert.JSONEq(t, string(out.First.Body), string(out.Again.Body), "the replayed body is the stored one")
+		assert.Equal(t, 1, h.ledgerCount(5100), "charges the gateway made for the create and its replay")
+		n := 0
+		for _, c := range h.srv.Charges() {
+			if c.ID == chID {
+				n++
+				assert.Equal(t, out.Key, c.IdempotencyKey, "the ledger's key of the intent's charge")
+				assert.True(t, c.Captured, "the ledger's captured of the intent's charge")
+			}
+		}
+		assert.Equal(t, 1, n, "charges with ID %s in the gateway's ledger", chID)
+	})
+
+	t.Run("pi_confirm", func(t *testing.T) {
+		var out struct {
+			Created   response `json:"created"`
+			Confirmed response `json:"confirmed"`
+		}
+		h.run(t, "pi_confirm", &out)
+		pi := out.Created.intent(t)
+		assertStripeIntent(t, out.Created, 5200)
+		assert.Equal(t, "requires_confirmation", pi.Status, "status, created with a payment method and no confirm")
+		assert.Nil(t, pi.LatestCharge, "latest_charge, before confirmation")
+		assert.Equal(t, int64(0), pi.AmountReceived, "amount_received, before confirmation")
+
+		conf := out.Confirmed.intent(t)
+		assert.Equal(t, 200, out.Confirmed.Status)
+		assert.Equal(t, pi.ID, conf.ID, "the confirmed intent's ID")
+		assert.Equal(t, "succeeded", conf.Status, "status, after confirm")
+		assert.Equal(t, int64(5200), conf.AmountReceived, "amount_received, after confirm")
+		conf.latestCharge(t)
+		assert.Nil(t, conf.LastPaymentError, "last_payment_error, after a successful confirm")
+		assert.Equal(t, 1, h.ledgerCount(5200), "charges the gateway made for the confirmation")
+	})
+
+	t.Run("pi_cancel", func(t *testing.T) {
+		var out struct {
+			Created         response    `json:"created"`
+			Canceled        response    `json:"canceled"`
+			Succeeded       response    `json:"succeeded"`
+			CancelSucceeded stripeError `json:"cancel_succeeded"`
+		}
+		h.run(t, "pi_cancel", &out)
+		pi := out.Created.intent(t)
+		assertStripeIntent(t, out.Created, 5300)
+		assert.Equal(t, "requires_confirmation", pi.Status, "status, before cancel")
+		c := out.Canceled.intent(t)
+		assert.Equal(t, 200, out.Canceled.Status)
+		assert.Equal(t, pi.ID, c.ID, "the canceled intent's ID")
+		assert.Equal(t, "canceled", c.Status, "status, after cancel")
+		if assert.NotNil(t, c.CancellationReason, "cancellation_reason") {
+			assert.Equal(t, "requested_by_customer", *c.CancellationReason, "cancellation_reason")
+		}
+		if assert.NotNil(t, c.CanceledAt, "canceled_at") {
+			assert.GreaterOrEqual(t, *c.CanceledAt, c.Created, "canceled_at")
+		}
+		assert.Nil(t, c.LatestCharge, "latest_charge of an intent canceled before confirmation")
+		assert.Zero(t, h.ledgerCount(5300), "charges the gateway made for an intent canceled unconfirmed")
+
+		done := out.Succeeded.intent(t)
+		assert.Equal(t, "succeeded", done.Status, "status, confirmed at creation")
+		e := out.CancelSucceeded.require(t)
+		assert.Equal(t, "StripeInvalidRequestError", e.Class, "stripe-node's error class, canceling a succeeded intent")
+		assert.Equal(t, 400, e.Status, "status, canceling a succeeded intent")
+		assert.Equal(t, "invalid_request_error", e.Type, "error type, canceling a succeeded intent")
+		assert.Equal(t, "payment_intent_unexpected_state", e.Code, "error code, canceling a succeeded intent")
+		// Stripe's error names the intent, in its current state.
+		ei := e.intent(t)
+		assert.Equal(t, done.ID, ei.ID, "the error's payment_intent")
+		assert.Equal(t, "succeeded", ei.Status, "the error's payment_intent.status")
+		t.Logf("cancel of a succeeded intent: %s", e.Message)
+	})
+
+	t.Run("pi_decline", func(t *testing.T) {
+		var out struct {
+			Declined struct {
+				stripeError
+				RawPaymentIntent   json.RawMessage `json:"raw_payment_intent"`
+				PaymentIntentIsRaw bool            `json:"payment_intent_is_raw"`
+			} `json:"declined"`
+			Retried *response `json:"retried"`
+		}
+		h.run(t, "pi_decline", &out)
+		d := out.Declined.require(t)
+		assertDecline(t, d, "generic_decline")
+		assert.True(t, strings.HasPrefix(d.Charge, "ch_"), "the card error's charge: %q", d.Charge)
+		// stripe-node exposes the envelope's payment_intent as
+		// err.payment_intent, the same object as err.raw.payment_intent.
+		require.NotEmpty(t, d.PaymentIntent, "err.payment_intent")
+		assert.True(t, out.Declined.PaymentIntentIsRaw, "err.payment_intent is err.raw.payment_intent")
+		assert.JSONEq(t, string(d.PaymentIntent), string(out.Declined.RawPaymentIntent), "err.raw.payment_intent")
+		pi := d.intent(t)
+		assert.True(t, strings.HasPrefix(pi.ID, "pi_"), "the error's payment_intent.id %q", pi.ID)
+		assert.Equal(t, int64(5400), pi.Amount, "the error's payment_intent.amount")
+		assert.Equal(t, "requires_payment_method", pi.Status, "the error's payment_intent.status")
+		assert.Nil(t, pi.PaymentMethod, "the error's payment_intent.payment_method, after a decline")
+		assert.Equal(t, int64(0), pi.AmountReceived, "the error's payment_intent.amount_received")
+		assert.Equal(t, d.Charge, pi.latestCharge(t), "the error's payment_intent.latest_charge is the failed charge")
+		if lpe := pi.LastPaymentError; assert.NotNil(t, lpe, "the error's payment_intent.last_payment_error") {
+			assert.Equal(t, "card_error", lpe.Type, "last_payment_error.type")
+			assert.Equal(t, "card_declined", lpe.Code, "last_payment_error.code")
+			assert.Equal(t, "generic_decline", lpe.DeclineCode, "last_payment_error.decline_code")
+			assert.Equal(t, d.Charge, lpe.Charge, "last_payment_error.charge")
+			if assert.NotNil(t, lpe.PaymentMethod, "last_payment_error.payment_method") {
+				assert.True(t, strings.HasPrefix(lpe.PaymentMethod.ID, "pm_"), "last_payment_error.payment_method.id %q", lpe.PaymentMethod.ID)
+			}
+		}
+
+		require.NotNil(t, out.Retried, "the flow confirmed the declined intent again")
+		r := out.Retried.intent(t)
+		assert.Equal(t, 200, out.Retried.Status)
+		assert.Equal(t, pi.ID, r.ID, "the retried intent's ID")
+		assert.Equal(t, "succeeded", r.Status, "status, confirmed again with pm_card_visa")
+		assert.Equal(t, int64(5400), r.AmountReceived, "amount_received, confirmed again")
+		assert.Nil(t, r.LastPaymentError, "last_payment_error, after a successful confirm")
+		newCharge := r.latestCharge(t)
+		assert.NotEqual(t, d.Charge, newCharge, "the successful confirm makes a new charge")
+		statuses := map[string]string{}
+		for _, c := range h.srv.Charges() {
+			if c.ID == d.Charge || c.ID == newCharge {
+				statuses[c.ID] = c.Status
+			}
+		}
+		assert.Equal(t, map[string]string{d.Charge: mock.StatusFailed, newCharge: mock.StatusSucceeded}, statuses,
+			"the ledger's statuses of the declined and the successful charge")
+	})
+
+	t.Run("pi_refund", func(t *testing.T) {
+		var out struct {
+			Intent response    `json:"intent"`
+			Refund response    `json:"refund"`
+			Over   stripeError `json:"over"`
+			Charge response    `json:"charge"`
+		}
+		h.run(t, "pi_refund", &out)
+		pi := out.Intent.intent(t)
+		assert.Equal(t, "succeeded", pi.Status, "status, confirmed at creation")
+		chID := pi.latestCharge(t)
+		assertRefund(t, out.Refund, chID, 1000)
+		var re struct {
+			PaymentIntent *string `json:"payment_intent"`
+		}
+		require.NoError(t, json.Unmarshal(out.Refund.Body, &re))
+		if assert.NotNil(t, re.PaymentIntent, "the refund's payment_intent") {
+			assert.Equal(t, pi.ID, *re.PaymentIntent, "the refund's payment_intent")
+		}
+		over := out.Over.require(t)
+		assert.Equal(t, "StripeInvalidRequestError", over.Class, "stripe-node's error class, over-refunding an intent")
+		assert.Equal(t, 400, over.Status, "status, over-refunding an intent")
+		assert.Equal(t, "invalid_request_error", over.Type, "error type, over-refunding an intent")
+		t.Logf("over-refund by payment_intent: code %q, param %q: %s", over.Code, over.Param, over.Message)
+		ch := out.Charge.charge(t)
+		assert.Equal(t, chID, ch.ID)
+		assert.Equal(t, int64(1000), ch.AmountRefunded, "amount_refunded after a refused over-refund")
+		assert.False(t, ch.Refunded, "refunded after a refused over-refund")
+		assert.Equal(t, pi.ID, out.Charge.chargeIntent(t), "the charge's payment_intent")
+	})
+
+	t.Run("pi_list", func(t *testing.T) {
+		var out struct {
+			Created   []string `json:"created"`
+			Listed    []string `json:"listed"`
+			Pages     []string `json:"pages"`
+			FirstPage struct {
+				Object  string   `json:"object"`
+				URL     string   `json:"url"`
+				HasMore bool     `json:"has_more"`
+				IDs     []string `json:"ids"`
+				Objects []string `json:"objects"`
+			} `json:"first_page"`
+		}
+		h.run(t, "pi_list", &out)
+		require.Len(t, out.Created, 5)
+		newestFirst := slices.Clone(out.Created)
+		slices.Reverse(newestFirst)
+		assert.Equal(t, newestFirst, out.Listed, "payment intents auto-paged two at a time, newest first")
+		assert.Len(t, out.Pages, 3, "GETs to list five payment intents two a page: %v", out.Pages)
+		assert.Equal(t, "list", out.FirstPage.Object, "a page's object")
+		assert.Equal(t, "/v1/payment_intents", out.FirstPage.URL, "a page's url")
+		assert.True(t, out.FirstPage.HasMore, "the first page's has_more")
+		assert.Equal(t, newestFirst[:2], out.FirstPage.IDs, "the first page")
+		assert.Equal(t, []string{"payment_intent", "payment_intent"}, out.FirstPage.Objects, "the first page's objects")
+	})
 }
 
 // harness is a mock server and the lines flows.mjs printed about it, by
@@ -431,18 +684,19 @@ func (r response) charge(t *testing.T) stripeCharge {
 // Stripe's error envelope. Succeeded is set instead when a call that
 // should have failed did not.
 type stripeError struct {
-	Class              string    `json:"class"`
-	StripeError        bool      `json:"stripe_error"`
-	Status             int       `json:"status"`
-	Type               string    `json:"type"`
-	Code               string    `json:"code"`
-	DeclineCode        string    `json:"decline_code"`
-	Param              string    `json:"param"`
-	Charge             string    `json:"charge"`
-	Message            string    `json:"message"`
-	IdempotentReplayed *string   `json:"idempotent_replayed"`
-	IdempotencyKey     *string   `json:"idempotency_key"`
-	Succeeded          *response `json:"succeeded"`
+	Class              string          `json:"class"`
+	StripeError        bool            `json:"stripe_error"`
+	Status             int             `json:"status"`
+	Type               string          `json:"type"`
+	Code               string          `json:"code"`
+	DeclineCode        string          `json:"decline_code"`
+	Param              string          `json:"param"`
+	Charge             string          `json:"charge"`
+	PaymentIntent      json.RawMessage `json:"payment_intent"` // err.payment_intent
+	Message            string          `json:"message"`
+	IdempotentReplayed *string         `json:"idempotent_replayed"`
+	IdempotencyKey     *string         `json:"idempotency_key"`
+	Succeeded          *response       `json:"succeeded"`
 }
 
 // require fails the test unless e is an error from Stripe's API.
@@ -516,6 +770,103 @@ func assertRefund(t *testing.T, r response, chargeID string, amount int64) {
 	assert.Equal(t, chargeID, re.Charge, "charge")
 	assert.Equal(t, "usd", re.Currency, "currency")
 	assert.Equal(t, "succeeded", re.Status, "status")
+}
+
+// stripeIntent is the part of Stripe's payment intent object the flows
+// check.
+type stripeIntent struct {
+	ID                 string            `json:"id"`
+	Object             string            `json:"object"`
+	Amount             int64             `json:"amount"`
+	AmountCapturable   int64             `json:"amount_capturable"`
+	AmountReceived     int64             `json:"amount_received"`
+	Currency           string            `json:"currency"`
+	Status             string            `json:"status"`
+	CaptureMethod      string            `json:"capture_method"`
+	ClientSecret       string            `json:"client_secret"`
+	CancellationReason *string           `json:"cancellation_reason"`
+	CanceledAt         *int64            `json:"canceled_at"`
+	LatestCharge       *string           `json:"latest_charge"`
+	PaymentMethod      *string           `json:"payment_method"`
+	Livemode           bool              `json:"livemode"`
+	Metadata           map[string]string `json:"metadata"`
+	Created            int64             `json:"created"`
+	LastPaymentError   *struct {
+		Type          string `json:"type"`
+		Code          string `json:"code"`
+		DeclineCode   string `json:"decline_code"`
+		Charge        string `json:"charge"`
+		PaymentMethod *struct {
+			ID string `json:"id"`
+		} `json:"payment_method"`
+	} `json:"last_payment_error"`
+}
+
+func decodeIntent(t *testing.T, b json.RawMessage) stripeIntent {
+	t.Helper()
+	var pi stripeIntent
+	require.NoError(t, json.Unmarshal(b, &pi), "decode payment intent %s", b)
+	require.Equal(t, "payment_intent", pi.Object, "object of %s", b)
+	return pi
+}
+
+// intent decodes r's body as a payment intent.
+func (r response) intent(t *testing.T) stripeIntent {
+	t.Helper()
+	return decodeIntent(t, r.Body)
+}
+
+// intent decodes the payment_intent that e names.
+func (e stripeError) intent(t *testing.T) stripeIntent {
+	t.Helper()
+	require.NotEmpty(t, e.PaymentIntent, "the error's payment_intent")
+	require.NotEqual(t, "null", string(e.PaymentIntent), "the error's payment_intent")
+	return decodeIntent(t, e.PaymentIntent)
+}
+
+// latestCharge returns pi's latest_charge, which must name a charge.
+func (pi stripeIntent) latestCharge(t *testing.T) string {
+	t.Helper()
+	require.NotNil(t, pi.LatestCharge, "latest_charge of %s", pi.ID)
+	require.True(t, strings.HasPrefix(*pi.LatestCharge, "ch_"), "latest_charge %q", *pi.LatestCharge)
+	return *pi.LatestCharge
+}
+
+// chargeIntent returns the payment_intent of the charge in r's body, ""
+// when it is null.
+func (r response) chargeIntent(t *testing.T) string {
+	t.Helper()
+	var ch struct {
+		PaymentIntent *string `json:"payment_intent"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &ch), "decode charge %s", r.Body)
+	if ch.PaymentIntent == nil {
+		return ""
+	}
+	return *ch.PaymentIntent
+}
+
+// assertStripeIntent checks the fields of Stripe's payment intent object
+// that every intent the flows create has.
+func assertStripeIntent(t *testing.T, r response, amount int64) {
+	t.Helper()
+	assert.Equal(t, 200, r.Status)
+	pi := r.intent(t)
+	assert.True(t, strings.HasPrefix(pi.ID, "pi_"), "id %q", pi.ID)
+	assert.Equal(t, amount, pi.Amount, "amount")
+	assert.Equal(t, "usd", pi.Currency, "currency")
+	assert.False(t, pi.Livemode, "livemode")
+	assert.NotZero(t, pi.Created, "created")
+	assert.True(t, strings.HasPrefix(pi.ClientSecret, pi.ID+"_secret_"), "client_secret %q", pi.ClientSecret)
+	if assert.NotNil(t, pi.PaymentMethod, "payment_method") {
+		assert.True(t, strings.HasPrefix(*pi.PaymentMethod, "pm_"), "payment_method %q", *pi.PaymentMethod)
+	}
+	var fields map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(r.Body, &fields))
+	for _, f := range []string{"amount_capturable", "amount_received", "capture_method", "confirmation_method",
+		"latest_charge", "last_payment_error", "next_action", "payment_method_types", "cancellation_reason", "canceled_at"} {
+		assert.Contains(t, fields, f, "Stripe's payment intent object has %s", f)
+	}
 }
 
 func deref(s *string) any {
