@@ -94,6 +94,12 @@ func openPostgres(ctx context.Context, cfg storeConfig, logger *slog.Logger) (*s
 	if err != nil {
 		return nil, err
 	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		// pgxpool dials on a context of its own: without a timeout a dial
+		// into a network that drops packets holds a pool slot for minutes
+		// (see pgstore's doc). A URL's connect_timeout still wins.
+		pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	var opts []pgstore.Option
 	if cfg.table != "" {
 		opts = append(opts, pgstore.WithTable(cfg.table))

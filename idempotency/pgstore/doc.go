@@ -46,6 +46,13 @@
 // statement, when a lock it waited for is released, say; as with any
 // answer lost, the middleware's retry of Finish finds out.
 //
+// Set a connect_timeout (in the URL, or pgx.ConnConfig.ConnectTimeout) well
+// under the lease. pgxpool builds a new connection on a context of its own,
+// not the call's, so without one a connection attempt into a network that
+// drops packets holds its pool slot until TCP gives up, minutes later: the
+// pool fills, and after the network heals every call still times out at
+// its deadline, until those attempts end.
+//
 // Time is the middleware's clock ([idempotency.Claim].Now), never the
 // database's, so the instances' clocks must agree to well within a lease
 // (30 seconds by default); NTP does that.

@@ -120,8 +120,9 @@ func TestFinishAfterLostConnection(t *testing.T) {
 	backendtest.FinishAfterLostConnection(t, db.store(t, pool), p)
 }
 
-// TestStoreOutage: every connection reset for a few seconds while requests
-// are in flight, shorter than the lease; every key executes once.
+// TestStoreOutage: every connection reset, then black-holed, for a few
+// seconds while requests are in flight, shorter than the lease; every key
+// executes once.
 func TestStoreOutage(t *testing.T) {
 	db := setup(t)
 	p := backendtest.NewProxy(t, db.addr())

@@ -145,8 +145,9 @@ func TestClaimAfterLostReply(t *testing.T) {
 	require.NoError(t, s.Finish(ctx, c1, &idempotency.Response{StatusCode: 201, Header: http.Header{}, Body: []byte("ok")}))
 }
 
-// TestStoreOutage: every connection reset for a few seconds while requests
-// are in flight, shorter than the lease; every key executes once.
+// TestStoreOutage: every connection reset, then black-holed, for a few
+// seconds while requests are in flight, shorter than the lease; every key
+// executes once.
 func TestStoreOutage(t *testing.T) {
 	db := setup(t)
 	p := backendtest.NewProxy(t, db.opts.Addr)
@@ -163,15 +164,16 @@ func TestStoreOutageLongerThanLease(t *testing.T) {
 
 // outageStore returns a function that makes stores through p, each with a
 // client of its own that applies the middleware's deadlines to its socket
-// and gives up on a reset connection at once.
+// (ContextTimeoutEnabled, with ReadTimeout and WriteTimeout left at their
+// default, longer than the deadlines, so that in a black hole the
+// middleware's deadline is what ends a call), and gives up on a reset
+// connection after one retry.
 func (db *testDB) outageStore(p *backendtest.Proxy) func(t *testing.T) idempotency.Store {
 	return func(t *testing.T) idempotency.Store {
 		opts := *db.opts
 		opts.Addr = p.Addr()
 		opts.ContextTimeoutEnabled = true
 		opts.DialTimeout = 500 * time.Millisecond
-		opts.ReadTimeout = 500 * time.Millisecond
-		opts.WriteTimeout = 500 * time.Millisecond
 		opts.MaxRetries = 1
 		c := redis.NewClient(&opts)
 		t.Cleanup(func() { c.Close() })

@@ -40,7 +40,8 @@ const (
 // front of one handler that counts its executions, and clients that send
 // the copies of each key until they get a final answer. The stores are
 // spied on, so that a scenario knows when the store granted a lease and
-// when storing a response failed.
+// when storing a response failed, and can tell afterwards every call the
+// middleware made.
 type rig struct {
 	t     *testing.T
 	lease time.Duration
@@ -59,20 +60,35 @@ type rig struct {
 	events    []idempotency.Event
 	confirmed map[string]time.Time // key → the Now of the latest claim or renewal the store granted
 	failed    map[string]bool      // token → Finish failed once
+	calls     []storeCall
+	restoring time.Time                // when the scenario began to restore the store; zero before
+	recovered map[string]chan struct{} // key → closed once a renewal of it succeeds after restoring
 }
 
-// newRig starts the servers with the middleware's lease, and room for keys
-// keys in its channels.
+// storeCall is one call the middleware made to a store, as the spy saw it.
+type storeCall struct {
+	op    string // "claim", "renew" or "finish"
+	key   string
+	start time.Time // the claim's Now, which the middleware sets just before each call
+	end   time.Time
+	err   error
+}
+
+func (c storeCall) took() time.Duration { return c.end.Sub(c.start) }
+
+// newRig starts the servers with the middleware's lease and options, and
+// room for keys keys in its channels.
 func newRig(t *testing.T, newStore func(t *testing.T) idempotency.Store, lease time.Duration, keys int,
-	hold func(r *http.Request, key string)) *rig {
+	hold func(r *http.Request, key string), opts ...idempotency.Option) *rig {
 	g := &rig{t: t, lease: lease, hold: hold,
 		notStored: make(chan string, keys*OutageCopies), finishFailed: make(chan string, keys*OutageCopies),
-		execs: map[string][]int{}, confirmed: map[string]time.Time{}, failed: map[string]bool{}}
+		execs: map[string][]int{}, confirmed: map[string]time.Time{}, failed: map[string]bool{},
+		recovered: map[string]chan struct{}{}}
 	logger := slog.New(slog.NewTextHandler(&g.log, nil))
 	for range OutageInstances {
 		s := &spy{Store: newStore(t), claimed: g.claimed, renewed: g.renewed, finished: g.finished}
-		mw, err := idempotency.New(s, idempotency.WithLease(lease), idempotency.WithObserver(g.observe),
-			idempotency.WithLogger(logger))
+		mw, err := idempotency.New(s, append([]idempotency.Option{idempotency.WithLease(lease),
+			idempotency.WithObserver(g.observe), idempotency.WithLogger(logger)}, opts...)...)
 		require.NoError(t, err)
 		srv := httptest.NewServer(mw.Wrap(g))
 		t.Cleanup(srv.Close)
@@ -104,15 +120,37 @@ func executionBody(key string, n int) string {
 }
 
 func (g *rig) claimed(c idempotency.Claim, res idempotency.Result, err error) {
+	g.record("claim", c, err)
 	if err == nil && res.State == idempotency.Claimed {
 		g.confirm(c)
 	}
 }
 
 func (g *rig) renewed(c idempotency.Claim, err error) {
-	if err == nil {
-		g.confirm(c)
+	end := g.record("renew", c, err)
+	if err != nil {
+		return
 	}
+	g.confirm(c)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.restoring.IsZero() && end.After(g.restoring) {
+		ch := g.recoveredLocked(c.Key)
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+}
+
+// record notes a call that has just returned, and returns when it did.
+func (g *rig) record(op string, c idempotency.Claim, err error) time.Time {
+	end := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls = append(g.calls, storeCall{op: op, key: c.Key, start: c.Now, end: end, err: err})
+	return end
 }
 
 func (g *rig) confirm(c idempotency.Claim) {
@@ -124,6 +162,7 @@ func (g *rig) confirm(c idempotency.Claim) {
 }
 
 func (g *rig) finished(c idempotency.Claim, _ *idempotency.Response, err error) {
+	g.record("finish", c, err)
 	if err == nil {
 		return
 	}
@@ -134,6 +173,56 @@ func (g *rig) finished(c idempotency.Claim, _ *idempotency.Response, err error) 
 	if first {
 		tell(g.finishFailed, c.Key)
 	}
+}
+
+// restore notes that the store is about to come back, and returns when.
+func (g *rig) restore() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.restoring = time.Now()
+	return g.restoring
+}
+
+// renewedAfterRestore returns a channel that is closed once a renewal of
+// key has succeeded, and returned after [rig.restore].
+func (g *rig) renewedAfterRestore(key string) <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.recoveredLocked(key)
+}
+
+func (g *rig) recoveredLocked(key string) chan struct{} {
+	ch, ok := g.recovered[key]
+	if !ok {
+		ch = make(chan struct{})
+		g.recovered[key] = ch
+	}
+	return ch
+}
+
+// logCalls logs the store calls made for key, timed from the cut at cut.
+func (g *rig) logCalls(t *testing.T, key string, cut time.Time) {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range g.callsOf(key) {
+		fmt.Fprintf(&b, "\n\t%-6s at %8v, for %8v: %v", c.op, c.start.Sub(cut).Round(time.Millisecond),
+			c.took().Round(time.Millisecond), c.err)
+	}
+	t.Logf("the store calls for %s, from the cut:%s", key, b.String())
+}
+
+// callsOf returns the store calls made for key, in the order they
+// returned.
+func (g *rig) callsOf(key string) []storeCall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var calls []storeCall
+	for _, c := range g.calls {
+		if c.key == key {
+			calls = append(calls, c)
+		}
+	}
+	return calls
 }
 
 // tell sends key on ch unless ch is full: the middleware must never wait
@@ -329,10 +418,19 @@ func (tl tally) String() string {
 // check asserts what must hold of every key's answers, whatever the
 // outage: each copy ends with a 2xx; every 2xx of a key has the same body,
 // which is the answer of the key's last execution, and only one of them is
-// not a replay. It returns the tally of every answer.
-func (g *rig) check(t *testing.T, cl *clients) tally {
+// not a replay. It returns the tally of every answer of every client in
+// cls.
+func (g *rig) check(t *testing.T, cls ...*clients) tally {
 	t.Helper()
 	var tl tally
+	for _, cl := range cls {
+		g.checkInto(t, &tl, cl)
+	}
+	return tl
+}
+
+func (g *rig) checkInto(t *testing.T, tl *tally, cl *clients) {
+	t.Helper()
 	for k, key := range cl.keys {
 		execs := g.executions(key)
 		var bodies []string
@@ -370,70 +468,143 @@ func (g *rig) check(t *testing.T, cl *clients) tally {
 		}
 		assert.Equal(t, 1, sent, "key %s: one 2xx is the execution's own, every other one a replay", key)
 	}
-	return tl
 }
 
 // StoreOutage drives the middleware over a real store while the proxy p,
-// which carries every connection of the stores that newStore makes, resets
-// every connection for a few seconds, shorter than the lease's fence. It
-// sends [OutageCopies] requests at once for each of [OutageKeys] keys, over
-// [OutageInstances] instances, from clients that retry every 409 and 503
-// with the same key. The first execution of every key is held until all of
-// them run; then the store is cut off, and the handlers answer while it is
-// down. The middleware must keep every answer until it is stored: every key
-// executes exactly once, every request ends with a 2xx, and all the 2xx of
-// a key carry the one execution's body.
+// which carries every connection of the stores that newStore makes, fails
+// for a few seconds, in two ways, one subtest each: "reset" resets every
+// connection ([Proxy.Cut]), so that every store call fails at once;
+// "blackhole" forwards nothing ([Proxy.Blackhole]), so that every store
+// call ends only by its deadline ([idempotency.WithStoreTimeout]), and
+// resets every connection when it ends. The outage is longer than a third
+// of the lease, so every owner's renewals fail during it and are retried,
+// but it ends well before any owner's fence.
+//
+// It sends [OutageCopies] requests at once for each of [OutageKeys] keys,
+// over [OutageInstances] instances, from clients that retry every 409 and
+// 503 with the same key. The first execution of every key is held until
+// all of them run; then the store fails. The handlers of the first half of
+// the keys answer at once, so that their responses wait to be stored while
+// the store is down: Finish and the renewals both fail, and are retried.
+// The handlers of the other half keep running, as a slow call to a payment
+// network would, until a renewal of their claim gets through after the
+// outage: the heartbeat recovers before the fence, and their context is
+// never cancelled. Either way the middleware must keep every answer until
+// it is stored: every key executes exactly once, every request ends with a
+// 2xx, and all the 2xx of a key carry the one execution's body.
 func StoreOutage(t *testing.T, newStore func(t *testing.T) idempotency.Store, p *Proxy) {
+	for _, mode := range []struct {
+		name string
+		fail func(*Proxy)
+	}{
+		{"reset", (*Proxy).Cut},
+		{"blackhole", (*Proxy).Blackhole},
+	} {
+		t.Run(mode.name, func(t *testing.T) { storeOutage(t, newStore, p, mode.name, mode.fail) })
+	}
+}
+
+func storeOutage(t *testing.T, newStore func(t *testing.T) idempotency.Store, p *Proxy, mode string, fail func(*Proxy)) {
 	const (
-		// The fence comes 7.5s after the last renewal, the outage ends
-		// 2.5s after the cut, and storing is retried at most a second apart.
-		lease  = 10 * time.Second
-		outage = 2500 * time.Millisecond
+		// An owner renews every third of the lease, 3s after its claim or
+		// last renewal, and the store is down for 4s: so every owner sends
+		// a renewal during the outage, and it fails, at once when reset,
+		// by its deadline (750ms) in a black hole, with time to spare for
+		// a late timer or a slow call. The fence of a running handler
+		// comes 6.75s after its last renewal, and the next attempt to
+		// renew after the outage comes at most a tenth of the lease
+		// (900ms) later and ends within the store timeout: 5.65s after the
+		// cut, before the fence of any claim made less than 1.1s before
+		// the cut. An answered handler's fence comes a lease after it
+		// answered, at the cut.
+		lease        = 9 * time.Second
+		storeTimeout = lease / 12
+		outage       = 4 * time.Second
 	)
+	keys := outageKeys("outage-", OutageKeys)
+	answered, running := keys[:len(keys)/2], keys[len(keys)/2:]
+	isRunning := map[string]bool{}
+	for _, key := range running {
+		isRunning[key] = true
+	}
+	var causes sync.Map // running key → the cause of its handler's context, if it ended
 	gate := make(chan struct{})
 	open := sync.OnceFunc(func() { close(gate) })
-	entered := make(chan string, OutageKeys)
-	g := newRig(t, newStore, lease, OutageKeys, func(r *http.Request, key string) {
+	entered := make(chan string, len(keys))
+	var g *rig
+	g = newRig(t, newStore, lease, len(keys), func(r *http.Request, key string) {
 		entered <- key
+		if isRunning[key] {
+			select {
+			case <-g.renewedAfterRestore(key):
+			case <-r.Context().Done():
+				causes.Store(key, context.Cause(r.Context()))
+			case <-time.After(2 * lease): // reported below
+			}
+			return
+		}
 		select {
 		case <-gate:
 		case <-r.Context().Done():
 		}
-	})
-	keys := outageKeys("outage-", OutageKeys)
+	}, idempotency.WithStoreTimeout(storeTimeout))
 	ctx, cancel := context.WithCancel(t.Context())
 	start := time.Now()
-	cl := g.start(ctx, keys)
+	// The running keys are sent once the others run, so that their claims
+	// come as close to the cut as they can: their fence is the nearest.
+	clAnswered := g.start(ctx, answered)
+	collect(t, entered, len(answered), 10*time.Second, "first executions of the answered keys in the handler")
+	answeredIn := time.Since(start)
+	clRunning := g.start(ctx, running)
 	defer func() {
 		open()
 		p.Restore()
 		cancel()
-		<-cl.done
+		<-clAnswered.done
+		<-clRunning.done
 	}()
+	collect(t, entered, len(running), 10*time.Second, "first executions of the running keys in the handler")
 
-	collect(t, entered, len(keys), 10*time.Second, "first executions in the handler")
-	p.Cut()
+	fail(p)
 	cut := time.Now()
-	earliest, _ := g.leases(keys) // no renewal gets through from now on
-	fence := earliest.Add(-lease / 4)
+	runningIn := cut.Sub(start) - answeredIn
 	open()
-	// The handlers answer while the store is down; each answer's first
-	// attempt to be stored fails.
-	collect(t, g.finishFailed, len(keys), outage, "responses that failed to be stored during the outage")
+	// The answered handlers return while the store is down; each answer's
+	// first attempt to be stored fails.
+	collect(t, g.finishFailed, len(answered), outage, "responses that failed to be stored during the outage")
 	wait(ctx, time.Until(cut.Add(outage)))
+	restoring := g.restore()
 	p.Restore()
 	restored := time.Now()
-	// The premise: after the restore, the next attempt to store (at most
-	// a tenth of the lease later) ends (within the store timeout, a sixth
-	// of the lease) before any owner's fence.
-	require.True(t, restored.Add(lease/10+lease/6).Before(fence),
+	// The premise: the next attempt to renew, at most a tenth of the lease
+	// after the restore, ends within the store timeout, before any fence.
+	earliest, _ := g.leases(running)
+	fence := earliest.Add(-lease / 4)
+	if f := cut.Add(lease); f.Before(fence) {
+		fence = f
+	}
+	require.True(t, restored.Add(lease/10+storeTimeout).Before(fence),
 		"too slow a run for the scenario: restored at %v after the cut, the first fence at %v",
 		restored.Sub(cut), fence.Sub(cut))
 
-	cl.wait(t, lease)
+	clAnswered.wait(t, 2*lease)
+	clRunning.wait(t, 2*lease)
 	elapsed := time.Since(start)
-	tl := g.check(t, cl)
-	executions, twice := 0, 0
+	tl := g.check(t, clAnswered, clRunning)
+
+	var (
+		executions, twice                        int
+		renewalsFailed, renewalsOK               int // during the outage; after it
+		answeredRenewedFirst                     int // answered keys with a renewal through before their Finish
+		finishesFailed                           int // during the outage
+		failedCalls, endedBefore, endedByRestore int // store calls failed during the outage: ended before the restore, or by it
+		longestFailure                           time.Duration
+		failedAfter                              int           // store calls sent after the restore that failed
+		runningRecovered                         int           // running keys renewed after the outage
+		lastRecovered                            time.Duration // after the cut, the last running key's first renewal after the outage
+	)
+	during := func(c storeCall) bool { return !c.start.Before(cut) && c.start.Before(restoring) }
+	dumped := false // the calls of a key checked once the test had failed
 	for _, key := range keys {
 		execs := g.executions(key)
 		executions += len(execs)
@@ -444,13 +615,103 @@ func StoreOutage(t *testing.T, newStore func(t *testing.T) idempotency.Store, p 
 		o := g.outcomes(key)
 		assert.Empty(t, o[idempotency.NotStored], "key %s: a response not stored", key)
 		assert.Len(t, o[idempotency.Executed], 1, "key %s", key)
+		if cause, ok := causes.Load(key); ok {
+			t.Errorf("key %s: the running handler's context ended: %v", key, cause)
+		}
+
+		var (
+			failedDuring, okAfter int
+			finishFailed, stored  time.Time // the first failed Finish's start; the successful one's end
+			failedWhileFinishing  bool      // a renewal failed while the response waited to be stored
+		)
+		calls := g.callsOf(key)
+		for _, c := range calls {
+			switch {
+			case c.op == "finish" && c.err == nil:
+				stored = c.end
+			case c.op == "finish" && finishFailed.IsZero():
+				finishFailed = c.start
+			}
+		}
+		for _, c := range calls {
+			if c.err != nil && !c.start.Before(restoring) {
+				failedAfter++
+			}
+			if c.err != nil && during(c) {
+				failedCalls++
+				longestFailure = max(longestFailure, c.took())
+				// Late by a quarter of the lease: the store ignores its deadline.
+				assert.Less(t, c.took(), storeTimeout+lease/4,
+					"key %s: a %s outlived its deadline: %v", key, c.op, c.err)
+				if c.end.Before(restoring) {
+					endedBefore++
+					if mode == "blackhole" {
+						assert.GreaterOrEqual(t, c.took(), storeTimeout,
+							"key %s: a %s failed before its deadline, in a black hole: %v", key, c.op, c.err)
+					}
+				} else {
+					endedByRestore++
+				}
+			}
+			switch {
+			case c.op == "finish" && c.err != nil && during(c):
+				finishesFailed++
+			case c.op == "renew" && c.err != nil && during(c):
+				failedDuring++
+				if !finishFailed.IsZero() && c.start.After(finishFailed) && c.end.Before(stored) {
+					failedWhileFinishing = true
+				}
+			case c.op == "renew" && c.err == nil && during(c) && c.end.Before(restoring):
+				t.Errorf("key %s: a renewal sent %v after the cut succeeded during the outage", key, c.start.Sub(cut))
+			case c.op == "renew" && c.err == nil && c.end.After(restoring):
+				if okAfter == 0 && isRunning[key] {
+					runningRecovered++
+					lastRecovered = max(lastRecovered, c.end.Sub(cut))
+				}
+				okAfter++
+				if !isRunning[key] && c.end.Before(stored) {
+					answeredRenewedFirst++
+				}
+			}
+		}
+		renewalsFailed += failedDuring
+		renewalsOK += okAfter
+		assert.NotZero(t, failedDuring, "key %s: no renewal attempted during the outage failed", key)
+		assert.True(t, stored.After(restoring), "key %s: its response was stored after the outage", key)
+		if isRunning[key] {
+			assert.NotZero(t, okAfter, "key %s: no renewal succeeded after the outage", key)
+		} else {
+			assert.False(t, finishFailed.IsZero(), "key %s: its response failed to be stored during the outage", key)
+			assert.True(t, failedWhileFinishing, "key %s: no renewal failed while its response waited to be stored", key)
+		}
+		if t.Failed() && !dumped {
+			g.logCalls(t, key, cut)
+			dumped = true
+		}
+	}
+	if mode == "blackhole" {
+		assert.NotZero(t, endedBefore, "calls that failed by their deadline during the black hole")
 	}
 	assert.Zero(t, g.errorRecords(), "errors logged:\n%s", g.log.String())
 	assert.Zero(t, tl.notStored+tl.other, "answers that are neither 2xx, 409 nor 503 store unavailable")
-	t.Logf("store outage of %v (every connection reset) with %d keys × %d copies over %d instances, lease %v: "+
-		"%d executions, %d keys executed more than once; %v; first fence %v after the cut; %v in all",
-		restored.Sub(cut).Round(time.Millisecond), len(keys), OutageCopies, OutageInstances, lease,
-		executions, twice, tl, fence.Sub(cut).Round(time.Millisecond), elapsed.Round(time.Millisecond))
+	t.Logf("store outage (%s) of %v, lease %v, store timeout %v: %d keys (%d answered at the cut, %d still running) "+
+		"× %d copies over %d instances\n"+
+		"\tanswers: %v\n"+
+		"\texecutions: %d, %d keys executed more than once\n"+
+		"\trenewals: %d failed during the outage, %d succeeded after it (%d of the %d running keys', the last %v after "+
+		"the cut, and %d of the %d answered keys' before their response was stored)\n"+
+		"\tFinish: %d failed during the outage\n"+
+		"\tstore calls failed during the outage: %d, of which %d ended before the restore and %d by it; the longest took %v; "+
+		"%d failed after it\n"+
+		"\ttiming: the answered keys ran %v after the start, the running keys %v later; the first fence came %v after the cut; %v in all",
+		mode, restored.Sub(cut).Round(time.Millisecond), lease, storeTimeout.Round(time.Millisecond),
+		len(keys), len(answered), len(running), OutageCopies, OutageInstances,
+		tl, executions, twice,
+		renewalsFailed, renewalsOK, runningRecovered, len(running), lastRecovered.Round(time.Millisecond),
+		answeredRenewedFirst, len(answered), finishesFailed,
+		failedCalls, endedBefore, endedByRestore, longestFailure.Round(time.Millisecond), failedAfter,
+		answeredIn.Round(time.Millisecond), runningIn.Round(time.Millisecond),
+		fence.Sub(cut).Round(time.Millisecond), elapsed.Round(time.Millisecond))
 }
 
 // LongOutageKeys is how many keys [StoreOutageLongerThanLease] sends: the

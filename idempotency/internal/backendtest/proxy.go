@@ -8,21 +8,26 @@ import (
 	"testing"
 )
 
-// Proxy forwards TCP connections to a server, and can cut it off: while
-// cut, it resets (TCP RST) every connection it carries and every new one it
-// accepts, as a crashed server, a failover or a middlebox dropping state
-// looks to the client: each read or write fails at once, with no orderly
-// end of stream.
+// Proxy forwards TCP connections to a server, and can fail in two ways
+// until [Proxy.Restore]:
+//   - [Proxy.Cut] resets (TCP RST) every connection it carries and every new
+//     one it accepts, as a crashed server, a failover or a middlebox dropping
+//     state looks to the client: each read or write fails at once, with no
+//     orderly end of stream;
+//   - [Proxy.Blackhole] keeps every connection open but forwards nothing, as
+//     a network partition does: packets vanish, nothing is refused or reset,
+//     and a client only finds out by its own deadlines.
 type Proxy struct {
 	target string
 	ln     net.Listener
 
 	loseReply atomic.Bool
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	cut    bool
+	healed chan struct{} // while black-holed, closed when that ends; nil otherwise
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
 }
 
 // NewProxy starts a proxy on 127.0.0.1 to target (host:port), and closes it
@@ -44,11 +49,38 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Cut resets every connection, on both sides, and resets every new one
-// until [Proxy.Restore].
+// until [Proxy.Restore]. It ends a black hole.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
+	p.resetLocked()
+	p.healLocked()
+}
+
+// Blackhole stops forwarding, both ways, on every connection the proxy
+// carries, and accepts new connections without forwarding anything on them
+// either (the server never hears of them), until [Proxy.Restore] or
+// [Proxy.Cut]. A client's writes succeed until its socket's buffers fill,
+// and its reads wait: a call ends only by its own deadline.
+//
+// A short partition need not kill a TCP connection, but the connections a
+// client gave up on have requests of theirs half sent or half answered, and
+// in production a partition often comes with a failover or a middlebox
+// that lost its state: so Restore resets every connection that was open
+// during the black hole, and clients reconnect. What the black hole held
+// back is never delivered.
+func (p *Proxy) Blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+	if p.healed == nil {
+		p.healed = make(chan struct{})
+	}
+}
+
+// resetLocked resets every connection, on both sides.
+func (p *Proxy) resetLocked() {
 	// Every connection lingers zero first: closing one side ends its
 	// pipe, which closes the other side at once, and that must reset too.
 	for c := range p.conns {
@@ -56,6 +88,15 @@ func (p *Proxy) Cut() {
 	}
 	for c := range p.conns {
 		c.Close()
+	}
+}
+
+// healLocked ends a black hole, if one is in force: what waits on it wakes
+// up to connections already reset.
+func (p *Proxy) healLocked() {
+	if p.healed != nil {
+		close(p.healed)
+		p.healed = nil
 	}
 }
 
@@ -73,11 +114,16 @@ func noLinger(c net.Conn) {
 // client then cannot know whether its command ran.
 func (p *Proxy) LoseNextReply() { p.loseReply.Store(true) }
 
-// Restore lets connections through again.
+// Restore lets connections through again. After a black hole, it first
+// resets every connection open during it (see [Proxy.Blackhole]).
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = false
+	if p.healed != nil {
+		p.resetLocked()
+		p.healLocked()
+	}
 }
 
 func (p *Proxy) close() {
@@ -121,11 +167,23 @@ func (p *Proxy) untrack(c net.Conn) {
 	c.Close()
 }
 
+// blackhole returns the channel that closes when the black hole in force
+// ends, or nil if there is none.
+func (p *Proxy) blackhole() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.healed
+}
+
 func (p *Proxy) pipe(client net.Conn) {
 	if !p.track(client) {
 		return
 	}
 	defer p.untrack(client)
+	if healed := p.blackhole(); healed != nil {
+		<-healed // which reset client
+		return
+	}
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return
@@ -135,16 +193,38 @@ func (p *Proxy) pipe(client net.Conn) {
 	}
 	defer p.untrack(server)
 	done := make(chan struct{}, 2)
-	copyAndClose := func(dst, src net.Conn) {
-		io.Copy(dst, src) // either side closing or failing ends both
+	forwardAndClose := func(dst, src net.Conn) {
+		p.forward(dst, src) // either side closing or failing ends both
 		dst.Close()
 		src.Close()
 		done <- struct{}{}
 	}
-	go copyAndClose(server, client)
-	go copyAndClose(client, replies{server, p})
+	go forwardAndClose(server, client)
+	go forwardAndClose(client, replies{server, p})
 	<-done
 	<-done
+}
+
+// forward copies src to dst until either fails, or until a black hole
+// ends: it holds back what it read during one, and reads no further, so
+// that the sender's buffers fill as they would behind a partition.
+func (p *Proxy) forward(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if healed := p.blackhole(); healed != nil {
+				<-healed // which reset both sides: drop buf
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // replies reads what the server answers, and ends the connection instead of
@@ -157,7 +237,7 @@ type replies struct {
 func (r replies) Read(b []byte) (int, error) {
 	n, err := r.Conn.Read(b)
 	if n > 0 && r.p.loseReply.CompareAndSwap(true, false) {
-		return 0, io.ErrClosedPipe // copyAndClose closes both sides
+		return 0, io.ErrClosedPipe // forwardAndClose closes both sides
 	}
 	return n, err
 }
