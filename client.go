@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strings"
@@ -32,7 +31,7 @@ const (
 // holds a pool of connections.
 type Client struct {
 	cfg    config
-	hc     *http.Client // wraps the transport with the per-attempt timeout
+	eng    *engine // the retry engine, which NewHTTPClient's transport runs too
 	common service
 
 	// Charges creates, reads, captures and lists charges.
@@ -64,6 +63,44 @@ type config struct {
 	backoff        BackoffFunc
 	budget         *RetryBudget // nil: retries are bounded by maxRetries alone
 	budgetSet      bool
+	keyHeader      string // canonical name of the idempotency header
+	noNewKeys      bool   // NewHTTPClient: send a request without a key as it is
+	clientOnly     string // the first option given that applies to NewClient only
+	transportOnly  string // the first option given that applies to NewHTTPClient only
+}
+
+// newConfig returns the defaults with opts applied.
+func newConfig(opts []Option) (config, error) {
+	cfg := config{
+		maxRetries:     DefaultMaxRetries,
+		minBackoff:     DefaultMinBackoff,
+		maxBackoff:     DefaultMaxBackoff,
+		attemptTimeout: DefaultAttemptTimeout,
+		maxRetryAfter:  DefaultMaxRetryAfter,
+		logger:         slog.New(slog.DiscardHandler),
+		retryPolicy:    DefaultRetryPolicy,
+		backoff:        DefaultBackoff,
+		keyHeader:      "Idempotency-Key",
+	}
+	for i, opt := range opts {
+		if opt == nil {
+			return cfg, fmt.Errorf("%w: option %d is nil", ErrInvalidConfig, i)
+		}
+		if err := opt(&cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if !cfg.budgetSet {
+		cfg.budget, _ = NewRetryBudget(RetryBudgetConfig{}) // the defaults are valid
+	}
+	return cfg, nil
+}
+
+// appliesOnly records the name of an option that applies to one constructor.
+func appliesOnly(name *string, option string) {
+	if *name == "" {
+		*name = option
+	}
 }
 
 // An Option configures a Client. Options validate their argument; NewClient
@@ -81,6 +118,7 @@ func WithBaseURL(rawURL string) Option {
 			return fmt.Errorf("%w: WithBaseURL: empty URL", ErrInvalidConfig)
 		}
 		c.rawBaseURL = rawURL
+		appliesOnly(&c.clientOnly, "WithBaseURL")
 		return nil
 	}
 }
@@ -243,6 +281,7 @@ func WithoutRetryBudget() Option {
 func WithAllowPlainHTTP(allow bool) Option {
 	return func(c *config) error {
 		c.allowPlainHTTP = allow
+		appliesOnly(&c.clientOnly, "WithAllowPlainHTTP")
 		return nil
 	}
 }
@@ -253,23 +292,13 @@ func WithAllowPlainHTTP(allow bool) Option {
 // is no default gateway. NewClient never panics: invalid arguments, options
 // or environment give an error wrapping [ErrInvalidConfig].
 func NewClient(apiKey string, opts ...Option) (*Client, error) {
-	cfg := config{
-		maxRetries:     DefaultMaxRetries,
-		minBackoff:     DefaultMinBackoff,
-		maxBackoff:     DefaultMaxBackoff,
-		attemptTimeout: DefaultAttemptTimeout,
-		maxRetryAfter:  DefaultMaxRetryAfter,
-		logger:         slog.New(slog.DiscardHandler),
-		retryPolicy:    DefaultRetryPolicy,
-		backoff:        DefaultBackoff,
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
 	}
-	for i, opt := range opts {
-		if opt == nil {
-			return nil, fmt.Errorf("%w: option %d is nil", ErrInvalidConfig, i)
-		}
-		if err := opt(&cfg); err != nil {
-			return nil, err
-		}
+	if cfg.transportOnly != "" {
+		return nil, fmt.Errorf("%w: %s applies to NewHTTPClient only: the typed client always sends "+
+			"its key in Idempotency-Key", ErrInvalidConfig, cfg.transportOnly)
 	}
 
 	if apiKey == "" {
@@ -286,9 +315,6 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 	cfg.apiKey = newSecret(apiKey)
 	cfg.authorization = newSecret("Bearer " + apiKey)
 	cfg.scrubber = newScrubber(apiKey)
-	if !cfg.budgetSet {
-		cfg.budget, _ = NewRetryBudget(RetryBudgetConfig{}) // the defaults are valid
-	}
 
 	if cfg.rawBaseURL == "" {
 		cfg.rawBaseURL = os.Getenv(EnvBaseURL)
@@ -303,7 +329,8 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 	}
 	cfg.baseURL = u
 
-	c := &Client{cfg: cfg, hc: newHTTPClient(cfg.httpClient, cfg.attemptTimeout)}
+	c := &Client{cfg: cfg}
+	c.eng = newEngine(&c.cfg)
 	c.common.client = c
 	c.Charges = (*ChargesService)(&c.common)
 	c.Refunds = (*RefundsService)(&c.common)
@@ -423,9 +450,11 @@ func (s secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // network stack before it reaches an error or a log.
 func (c *Client) scrub(s string) string { return c.cfg.scrubber.scrub(s) }
 
+func (e *engine) scrub(s string) string { return e.cfg.scrubber.scrub(s) }
+
 // requestID is the gateway's Request-Id, scrubbed and then clipped.
-func (c *Client) requestID(h http.Header) string {
-	return c.cfg.scrubber.clean(h.Get("Request-Id"), maxHeaderLen)
+func (e *engine) requestID(h http.Header) string {
+	return e.cfg.scrubber.clean(h.Get("Request-Id"), maxHeaderLen)
 }
 
 // isSafeMethod reports whether a method is sent without a generated key.
@@ -436,13 +465,13 @@ func isSafeMethod(method string) bool {
 // newRetryClient returns the go-retryablehttp client for one call, wired to
 // the call's hooks. It is cheap: a struct inside the call, around the shared
 // *http.Client, so it costs no allocation of its own.
-func (c *Client) newRetryClient(cl *call) *retryablehttp.Client {
+func (e *engine) newRetryClient(cl *call) *retryablehttp.Client {
 	cl.rc = retryablehttp.Client{
-		HTTPClient:   c.hc,
+		HTTPClient:   e.hc,
 		Logger:       nil, // we log through slog, and never the Authorization header
-		RetryWaitMin: c.cfg.minBackoff,
-		RetryWaitMax: c.cfg.maxBackoff,
-		RetryMax:     c.cfg.maxRetries,
+		RetryWaitMin: e.cfg.minBackoff,
+		RetryWaitMax: e.cfg.maxBackoff,
+		RetryMax:     e.cfg.maxRetries,
 		CheckRetry:   cl.checkRetry,
 		Backoff:      cl.backoff,
 		ErrorHandler: func(resp *http.Response, err error, _ int) (*http.Response, error) {
@@ -608,7 +637,7 @@ type Response struct {
 // The Response is returned whenever the last attempt got a response, with
 // or without an error.
 func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error) {
-	if c == nil || c.hc == nil {
+	if c == nil || c.eng == nil {
 		return nil, invalidf("the Client was not created by NewClient")
 	}
 	if ctx == nil {
@@ -621,7 +650,7 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 		return nil, invalidf("%s without an idempotency key", req.method) // unreachable through NewRequest
 	}
 	cl := newCall(c, req)
-	ctx = httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, cl), &cl.trace)
+	ctx = cl.context(ctx)
 	var body any
 	if req.body != nil {
 		body = req.body
@@ -641,37 +670,59 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 		h["Idempotency-Key"] = []string{req.key}
 	}
 
-	resp, doErr := c.newRetryClient(cl).Do(rreq)
-	if resp != nil {
-		resp.Body.Close()
-	}
-	r, err := cl.finish(ctx, doErr, v)
+	r, err := cl.finish(ctx, c.eng.do(rreq, cl), v)
 	return r, c.cfg.scrubber.scrubResult(err)
 }
 
 // finish turns the last attempt into the call's result.
 func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, error) {
-	if b := cl.c.cfg.budget; b != nil && cl.pendingCost > 0 {
-		// The context ended before the retry it paid for was sent.
-		b.deposit(cl.pendingCost)
-	}
+	cl.settleBudget()
 	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.c.cfg.scrubber.scrubErr(doErr))
+		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.e.cfg.scrubber.scrubErr(doErr))
 	}
 	o := &cl.last
 	var resp *Response
 	if o.StatusCode != 0 {
 		resp = &Response{
 			StatusCode:     o.StatusCode,
-			RequestID:      cl.c.requestID(o.Header),
+			RequestID:      cl.e.requestID(o.Header),
 			IdempotencyKey: cl.key,
 			Replayed:       isReplayed(o.Header),
 			Attempts:       cl.attempts,
 			Header:         o.Header,
 		}
 	}
+	answered, failure := cl.verdict()
+	switch {
+	case answered && failure != nil:
+		return resp, failure
+	case answered:
+		err := cl.decodeSuccess(o.body, v)
+		if err == nil {
+			return resp, nil
+		}
+		failure = fmt.Errorf("%w (status %d, request_id %s, %d bytes): %w",
+			ErrMalformedResponse, o.StatusCode, resp.RequestID, len(o.body), err)
+		cl.ambiguous = true // it may have executed, but its result cannot be read
+	}
+	return resp, cl.fail(ctx, failure)
+}
 
-	var failure error
+// settleBudget gives back the tokens of a retry that the context's end
+// kept from being sent.
+func (cl *call) settleBudget() {
+	if b := cl.e.cfg.budget; b != nil && cl.pendingCost > 0 {
+		b.deposit(cl.pendingCost)
+		cl.pendingCost = 0
+	}
+}
+
+// verdict says what the last attempt is. answered is true when it is the
+// gateway's definite answer: a 2xx (failure nil), whose body is in
+// cl.last.body, or an *Error. Otherwise failure is why the call failed, and
+// cl.ambiguous is set when that failure may hide an execution.
+func (cl *call) verdict() (answered bool, failure error) {
+	o := &cl.last
 	// A replayed 5xx is the key's stored outcome: definite, as retrying
 	// with the key would only replay it again.
 	definite := o.Err == nil && !o.retry &&
@@ -682,35 +733,34 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 			// Outside the contract (a 3xx is not followed, see
 			// WithHTTPClient): whether the request executed before it is
 			// unknown.
-			failure = o.APIError
-			break
+			return false, o.APIError
 		}
 		if executedOrMayHave(o.APIError) && !isSafeMethod(cl.method) {
 			// A stored answer that is not the operation's own: it
 			// executed (or may have), and its result must be looked up.
-			failure = o.APIError
 			cl.ambiguous = true
-			break
+			return false, o.APIError
 		}
-		return resp, o.APIError
+		return true, o.APIError
 	case definite && o.bodyErr != nil:
-		failure = fmt.Errorf("%w: %w (status %d, request_id %s)", ErrMalformedResponse, o.bodyErr, o.StatusCode, resp.RequestID)
 		cl.ambiguous = true // it executed, but its result cannot be read
+		return false, fmt.Errorf("%w: %w (status %d, request_id %s)", ErrMalformedResponse, o.bodyErr,
+			o.StatusCode, cl.e.requestID(o.Header))
 	case definite:
-		err := cl.decodeSuccess(o.body, v)
-		if err == nil {
-			return resp, nil
-		}
-		failure = fmt.Errorf("%w (status %d, request_id %s, %d bytes): %w",
-			ErrMalformedResponse, o.StatusCode, resp.RequestID, len(o.body), err)
-		cl.ambiguous = true // it may have executed, but its result cannot be read
+		return true, nil
 	case o.Err != nil:
-		failure = o.Err
+		return false, o.Err
 	case o.APIError != nil:
-		failure = o.APIError
-	default:
-		failure = fmt.Errorf("unexpected status %d", o.StatusCode)
+		return false, o.APIError
 	}
+	return false, fmt.Errorf("unexpected status %d", o.StatusCode)
+}
+
+// fail builds the error of a call that ended without an answer: an
+// *OutcomeUnknownError when an attempt may have executed a method that is
+// not safe, else an error naming the attempts, both wrapping failure.
+func (cl *call) fail(ctx context.Context, failure error) error {
+	o := &cl.last
 	if cl.budgetStopped {
 		failure = &budgetError{last: failure}
 	}
@@ -721,17 +771,21 @@ func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, erro
 		failure = fmt.Errorf("gave up before the context deadline, which the next wait (%v) would pass: %w",
 			cl.deadlineWait, failure)
 	}
-	unknown := cl.ambiguous && !isSafeMethod(cl.method)
+	unknown := cl.unknown()
 	if o.retry || unknown {
 		cl.log(ctx, slog.LevelWarn, "payonce: request failed", slog.Bool("outcome_unknown", unknown),
 			slog.Bool("retry_budget_exhausted", cl.budgetStopped))
 	}
 	if unknown {
-		return resp, &OutcomeUnknownError{Method: cl.method, Path: cl.path, IdempotencyKey: cl.key,
+		return &OutcomeUnknownError{Method: cl.method, Path: cl.path, IdempotencyKey: cl.key,
 			Attempts: cl.attempts, Err: failure}
 	}
-	return resp, fmt.Errorf("payonce: %s %s failed after %d attempt(s): %w", cl.method, cl.path, cl.attempts, failure)
+	return fmt.Errorf("payonce: %s %s failed after %d attempt(s): %w", cl.method, cl.path, cl.attempts, failure)
 }
+
+// unknown reports whether the call's outcome is unknown: an attempt may have
+// executed a method that is not safe, and no answer settled it.
+func (cl *call) unknown() bool { return cl.ambiguous && !isSafeMethod(cl.method) }
 
 // executedOrMayHave reports whether e is a replayed 500 that the gateway
 // stored in place of the operation's own answer, after the operation
@@ -772,7 +826,7 @@ func (cl *call) decodeSuccess(body []byte, v any) error {
 			return nil
 		}
 		return fmt.Errorf("the body is not a JSON object (it starts with %q)",
-			cl.c.cfg.scrubber.clean(string(trimmed[:min(len(trimmed), 16)]), 16))
+			cl.e.cfg.scrubber.clean(string(trimmed[:min(len(trimmed), 16)]), 16))
 	}
 	var envelope struct {
 		Error json.RawMessage `json:"error"`
@@ -789,7 +843,7 @@ func (cl *call) decodeSuccess(body []byte, v any) error {
 			Code string `json:"code"`
 		}
 		_ = json.Unmarshal(envelope.Error, &e) // best effort, for the message
-		sc := cl.c.cfg.scrubber
+		sc := cl.e.cfg.scrubber
 		return fmt.Errorf("a success status with an error body (type %q, code %q)",
 			sc.clean(e.Type, maxHeaderLen), sc.clean(e.Code, maxHeaderLen))
 	}

@@ -69,6 +69,15 @@
 // request the gateway received (and attempts that never reached it, such as
 // a refused dial), and it never follows a redirect (see [WithHTTPClient]).
 //
+// # Other SDKs
+//
+// [NewHTTPClient] returns an *http.Client whose Transport is the same retry
+// engine, for SDKs that take an HTTP client, such as stripe-go (with its own
+// retries turned off). It keeps each request's idempotency key, gives one to
+// a request that has none, resends byte-identical bodies, and returns an
+// [*OutcomeUnknownError] with the key, which errors.As reaches through the
+// SDK's error, when the outcome is unknown.
+//
 // # Errors
 //
 // A non-2xx answer is an [*Error] with the status, type, code, decline code,

@@ -80,6 +80,10 @@ type RetryPolicy func(a *Attempt) (retry bool, reason string)
 //   - 409 with code idempotency_key_in_use (the first request is still
 //     executing; the retry will replay its result).
 //
+// A response with Stripe-Should-Retry "true" is retried, and one with
+// "false" is not, whatever its status: the gateway knows best (Stripe's 429
+// lock_timeout is a 429, retried either way).
+//
 // Everything else is a definite answer and is not retried: 400, 401, 402,
 // 403, 404, 422, other 4xx, 501.
 //
@@ -97,6 +101,12 @@ func DefaultRetryPolicy(a *Attempt) (retry bool, reason string) {
 			return false, "tls certificate error"
 		}
 		return true, describeErr(a.Err)
+	}
+	switch a.Header.Get("Stripe-Should-Retry") {
+	case "true":
+		return true, fmt.Sprintf("the gateway asked for a retry (%d, Stripe-Should-Retry)", a.StatusCode)
+	case "false":
+		return false, ""
 	}
 	switch a.StatusCode {
 	case http.StatusTooManyRequests:
@@ -188,11 +198,15 @@ const maxParsedRetryAfter = 1e9 * time.Second
 
 // retryWait is the wait before retry number retry: the gateway's
 // Retry-After, capped by WithMaxRetryAfter, or else the backoff.
-func (c *Client) retryWait(retry int, h http.Header, now time.Time) time.Duration {
+func (e *engine) retryWait(retry int, h http.Header, now time.Time) time.Duration {
 	if d, ok := ParseRetryAfter(h.Get("Retry-After"), now); ok {
-		return min(d, c.cfg.maxRetryAfter)
+		return min(d, e.cfg.maxRetryAfter)
 	}
-	return min(max(c.cfg.backoff(retry, c.cfg.minBackoff, c.cfg.maxBackoff), 0), c.cfg.maxBackoff)
+	return min(max(e.cfg.backoff(retry, e.cfg.minBackoff, e.cfg.maxBackoff), 0), e.cfg.maxBackoff)
+}
+
+func (c *Client) retryWait(retry int, h http.Header, now time.Time) time.Duration {
+	return c.eng.retryWait(retry, h, now)
 }
 
 // ---------------------------------------------------------------------------
@@ -210,10 +224,11 @@ type callKey struct{}
 // call is the state of one Client.Do call. It is used by one goroutine at a
 // time, except for the atomics, which net/http's trace hooks may set.
 type call struct {
-	c      *Client
-	method string
-	path   string
-	key    string
+	e       *engine
+	method  string
+	path    string
+	key     string
+	unkeyed bool // a method that is not safe, sent without a key: never resent once it may have reached the server
 
 	attempts      int
 	wait          time.Duration // computed by checkRetry, returned by backoff
@@ -232,14 +247,20 @@ type call struct {
 
 type attemptOutcome struct {
 	Attempt
-	body    []byte // 2xx body
-	bodyErr error  // 2xx body unusable (too large)
-	retry   bool   // the policy asked for a retry
+	body    []byte         // 2xx body
+	raw     []byte         // the body as read, whatever the status (clipped at the limit)
+	resp    *http.Response // the response, its body consumed; nil when none arrived
+	bodyErr error          // 2xx body unusable (too large)
+	retry   bool           // the policy asked for a retry
 	reason  string
 }
 
 func newCall(c *Client, req *Request) *call {
-	cl := &call{c: c, method: req.method, path: req.path, key: req.key}
+	return c.eng.newCall(req.method, req.path, req.key)
+}
+
+func (e *engine) newCall(method, path, key string) *call {
+	cl := &call{e: e, method: method, path: path, key: key}
 	cl.trace = httptrace.ClientTrace{
 		GetConn: func(string) { cl.getConn.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) { cl.gotConn.Store(true) },
@@ -253,7 +274,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	cl.attempts++
 	// A transport error may quote what the server sent (net/http's parse
 	// errors do): scrub it before the policy, the log or the caller sees it.
-	err = cl.c.cfg.scrubber.scrubErr(err)
+	err = cl.e.cfg.scrubber.scrubErr(err)
 	if !cl.skipped.Load() {
 		cl.pendingCost = 0 // the retry it paid for was made
 	}
@@ -262,7 +283,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		resp.Body.Close()
 	} else if resp != nil {
 		restoreLocation(resp)
-		o.StatusCode, o.Header = resp.StatusCode, resp.Header
+		o.StatusCode, o.Header, o.resp = resp.StatusCode, resp.Header, resp
 		cl.readResponse(resp, &o)
 	}
 	if mayHaveExecuted(&o.Attempt, cl.sent()) {
@@ -273,23 +294,27 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		// it is final whatever its status, and the policy is not asked.
 		o.retry, o.reason = false, "replayed stored outcome"
 	} else {
-		o.retry, o.reason = cl.c.cfg.retryPolicy(&o.Attempt)
+		o.retry, o.reason = cl.e.cfg.retryPolicy(&o.Attempt)
 		// A policy may explain itself with what the server sent.
-		o.reason = cl.c.scrub(o.reason)
+		o.reason = cl.e.scrub(o.reason)
+		if o.retry && cl.unkeyed && (o.StatusCode != 0 || (cl.sent() && !notSent(o.Err))) {
+			// Without a key, a resend could execute it twice.
+			o.retry, o.reason = false, "no idempotency key: not resent once it may have reached the gateway"
+		}
 	}
 	cl.last = o
 	if !o.retry {
 		cl.refund(&o)
 	}
-	if !o.retry || ctx.Err() != nil || cl.attempts > cl.c.cfg.maxRetries {
+	if !o.retry || ctx.Err() != nil || cl.attempts > cl.e.cfg.maxRetries {
 		return false, nil
 	}
-	wait := cl.c.retryWait(cl.attempts-1, o.Header, time.Now())
+	wait := cl.e.retryWait(cl.attempts-1, o.Header, time.Now())
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 		cl.deadlineWait = wait
 		return false, nil
 	}
-	if b := cl.c.cfg.budget; b != nil {
+	if b := cl.e.cfg.budget; b != nil {
 		cost := b.cost(&o.Attempt)
 		if !b.withdraw(cost) {
 			cl.budgetStopped = true
@@ -310,7 +335,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 // answer that is not retried, which shows that it is healthy: the cost of
 // this call's last retry if it made one, or else the success refund.
 func (cl *call) refund(o *attemptOutcome) {
-	b := cl.c.cfg.budget
+	b := cl.e.cfg.budget
 	if b == nil || o.StatusCode == 0 || (o.StatusCode >= 500 && !isReplayed(o.Header)) {
 		return
 	}
@@ -343,7 +368,7 @@ func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 		// A 1xx has no body; after a 101 the body is the raw connection,
 		// which may never end.
 		resp.Body = http.NoBody
-		o.APIError = newAPIError(resp.StatusCode, resp.Header, nil, false, nil, cl.key, cl.c.cfg.scrubber)
+		o.APIError = newAPIError(resp.StatusCode, resp.Header, nil, false, nil, cl.key, cl.e.cfg.scrubber)
 		return
 	}
 	success := resp.StatusCode >= 200 && resp.StatusCode < 300
@@ -368,13 +393,14 @@ func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 	// The bytes are kept in the call's state, where Do decodes them; the
 	// closed original must not be read again.
 	resp.Body = http.NoBody
+	o.raw = body
 	switch {
 	case !success:
-		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.c.cfg.scrubber)
+		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.e.cfg.scrubber)
 	case err != nil:
 		// net/http's body errors may quote the server's bytes (a malformed
 		// chunk trailer does): scrub, as checkRetry did for transport errors.
-		o.Err = cl.c.cfg.scrubber.scrubErr(fmt.Errorf("read response body: %w", err))
+		o.Err = cl.e.cfg.scrubber.scrubErr(fmt.Errorf("read response body: %w", err))
 	case tooLarge:
 		o.bodyErr = fmt.Errorf("response body larger than %d MiB", maxSuccessBody>>20)
 	default:
@@ -441,7 +467,7 @@ func describeErr(err error) string {
 // log writes one record about this call. It never logs the API key, headers
 // or bodies: only the method, path, key, attempt and the gateway's request id.
 func (cl *call) log(ctx context.Context, level slog.Level, msg string, extra ...slog.Attr) {
-	lg := cl.c.cfg.logger
+	lg := cl.e.cfg.logger
 	if !lg.Enabled(ctx, level) {
 		return
 	}
@@ -450,15 +476,15 @@ func (cl *call) log(ctx context.Context, level slog.Level, msg string, extra ...
 		slog.String("method", cl.method),
 		slog.String("path", cl.path),
 		slog.Int("attempt", cl.attempts),
-		slog.Int("max_attempts", cl.c.cfg.maxRetries+1),
+		slog.Int("max_attempts", cl.e.cfg.maxRetries+1),
 		slog.String("reason", o.reason),
 		slog.String("idempotency_key", cl.key),
 	}
 	if o.StatusCode != 0 {
-		attrs = append(attrs, slog.Int("status", o.StatusCode), slog.String("request_id", cl.c.requestID(o.Header)))
+		attrs = append(attrs, slog.Int("status", o.StatusCode), slog.String("request_id", cl.e.requestID(o.Header)))
 	}
 	if o.Err != nil {
-		attrs = append(attrs, slog.String("error", cl.c.scrub(o.Err.Error())))
+		attrs = append(attrs, slog.String("error", cl.e.scrub(o.Err.Error())))
 	}
 	lg.LogAttrs(ctx, level, msg, append(attrs, extra...)...)
 }

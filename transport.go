@@ -1,0 +1,231 @@
+package payonce
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// The retry engine, and the *http.Client that hands it to other SDKs.
+//
+// There is one engine: go-retryablehttp's loop, driven by a *call's hooks
+// (retry.go), over one attempt client whose attemptTransport sets the
+// per-attempt timeout and makes every attempt impossible for net/http to
+// resend. Client.Do and engine.RoundTrip differ only in how they build the
+// request and what they make of the last attempt: a decoded resource for
+// the typed client, an *http.Response or an error for an SDK.
+
+// AttemptsHeader is set by the transport of [NewHTTPClient] on every
+// response it returns: the number of attempts the engine made, in decimal.
+// An SDK that exposes the response's headers (stripe-go's
+// LastResponse.Header) shows it to its caller.
+const AttemptsHeader = "Payonce-Attempts"
+
+// engine runs payonce's retries. It is the Transport of NewHTTPClient's
+// client, and Client.Do sends through it too.
+type engine struct {
+	cfg *config
+	hc  *http.Client // one attempt: the per-attempt timeout, no redirects, no hidden resends
+}
+
+var _ http.RoundTripper = (*engine)(nil)
+
+func newEngine(cfg *config) *engine {
+	return &engine{cfg: cfg, hc: newHTTPClient(cfg.httpClient, cfg.attemptTimeout)}
+}
+
+// context returns ctx carrying the call, for the hooks and attemptTransport.
+func (cl *call) context(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, cl), &cl.trace)
+}
+
+// do sends req, whose context carries cl, with every retry the policy, the
+// attempt limit, the deadline and the budget allow. The outcome of the last
+// attempt is in cl.last; the error is go-retryablehttp's.
+func (e *engine) do(req *retryablehttp.Request, cl *call) error {
+	resp, err := e.newRetryClient(cl).Do(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	return err
+}
+
+// NewHTTPClient returns an *http.Client whose Transport runs payonce's retry
+// engine, the one [Client] uses, for SDKs that take an HTTP client, such as
+// stripe-go:
+//
+//	hc, err := payonce.NewHTTPClient()
+//	backends := stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+//		HTTPClient: hc, MaxNetworkRetries: stripe.Int64(0)}) // payonce retries, stripe-go does not
+//
+// It takes the Options of [NewClient] that concern retries: [WithMaxRetries],
+// [WithBackoff], [WithBackoffFunc], [WithRetryPolicy], [WithAttemptTimeout],
+// [WithMaxRetryAfter], [WithRetryBudget], [WithoutRetryBudget], [WithLogger]
+// and [WithHTTPClient] (whose Transport is the base for every attempt; its
+// Timeout bounds each attempt). [WithBaseURL] and [WithAllowPlainHTTP] are
+// refused with an error naming them, as the SDK chooses each request's URL;
+// [WithIdempotencyHeader] and [WithoutGeneratedKeys] apply here only.
+//
+// Each request is sent as follows:
+//   - its body is read once and every attempt sends the same bytes; GetBody
+//     is not needed;
+//   - a request carrying the idempotency header (Idempotency-Key, or the
+//     name set by WithIdempotencyHeader) keeps it, byte for byte, on every
+//     attempt. A request with any method but GET, HEAD and OPTIONS that
+//     carries none is given a new key ([NewKey], a UUID), unless
+//     WithoutGeneratedKeys is given: then it is sent as it is and never
+//     resent once it may have reached the gateway;
+//   - the engine makes every resend itself: net/http cannot replay an
+//     attempt, whatever base transport is given, so the attempt count, the
+//     log, the backoff and the budget see each one; redirects are never
+//     followed;
+//   - what is retried is [DefaultRetryPolicy]'s (or WithRetryPolicy's):
+//     among others 429 (Stripe's lock_timeout included), 5xx, 409
+//     idempotency_key_in_use and transport failures; Stripe-Should-Retry
+//     true or false overrides the status; Retry-After is honoured up to
+//     WithMaxRetryAfter; a replay (Idempotent-Replayed: true) is final.
+//
+// The result is the last response, its body buffered, with [AttemptsHeader]
+// set, unless the outcome is unknown: when retries end after an attempt that
+// may have executed a method that is not safe (a connection lost after the
+// request was sent, a 5xx, a 409 in use), RoundTrip returns an
+// *[OutcomeUnknownError] with the key, and no response. http.Client wraps it
+// in a *url.Error, and errors.As reaches it through that and through the
+// SDK's own wrapping (stripe-go returns the client's error as it is). A
+// definite answer (a 2xx, a 4xx, a replay, a 429 after the last retry) is
+// returned as the response, for the SDK to read.
+func NewHTTPClient(opts ...Option) (*http.Client, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.clientOnly != "" {
+		return nil, fmt.Errorf("%w: %s does not apply to NewHTTPClient: the SDK using the client "+
+			"sets the URL of each request", ErrInvalidConfig, cfg.clientOnly)
+	}
+	e := newEngine(&cfg)
+	return &http.Client{
+		Transport:     e,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
+}
+
+// WithIdempotencyHeader names the header that carries a request's
+// idempotency key, for a gateway whose name is not Idempotency-Key, such as
+// Checkout.com's "Cko-Idempotency-Key". [NewHTTPClient] only.
+func WithIdempotencyHeader(name string) Option {
+	return func(c *config) error {
+		if name == "" || !validHeaderName(name) {
+			return fmt.Errorf("%w: WithIdempotencyHeader: %q is not a header name", ErrInvalidConfig, name)
+		}
+		c.keyHeader = textproto.CanonicalMIMEHeaderKey(name)
+		appliesOnly(&c.transportOnly, "WithIdempotencyHeader")
+		return nil
+	}
+}
+
+// WithoutGeneratedKeys makes [NewHTTPClient]'s transport send a request
+// without an idempotency key as it is, rather than give it a new one. Such a
+// request, with any method but GET, HEAD and OPTIONS, is retried only when
+// its attempt provably never reached the gateway (a refused dial); after
+// that its outcome is unknown, an *[OutcomeUnknownError] with an empty key.
+// [NewHTTPClient] only.
+func WithoutGeneratedKeys() Option {
+	return func(c *config) error {
+		c.noNewKeys = true
+		appliesOnly(&c.transportOnly, "WithoutGeneratedKeys")
+		return nil
+	}
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isIDByte(c) && c != '.' && c != '!' && c != '#' && c != '$' && c != '%' && c != '&' &&
+			c != '\'' && c != '*' && c != '+' && c != '^' && c != '`' && c != '|' && c != '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// RoundTrip sends req with payonce's retries; see [NewHTTPClient].
+func (e *engine) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil && req.Body != http.NoBody {
+		var err error
+		body, err = io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("payonce: %s %s: read request body: %w", req.Method, req.URL.Path, err)
+		}
+	}
+	h := req.Header
+	key := h.Get(e.cfg.keyHeader)
+	unkeyed := false
+	if _, ok := h[e.cfg.keyHeader]; !ok && !isSafeMethod(req.Method) {
+		if e.cfg.noNewKeys {
+			unkeyed = true
+		} else {
+			key = NewKey()
+			h = h.Clone() // a RoundTripper must not change the caller's request
+			if h == nil {
+				h = http.Header{}
+			}
+			h[e.cfg.keyHeader] = []string{key}
+		}
+	}
+
+	cl := e.newCall(req.Method, req.URL.Path, key)
+	cl.unkeyed = unkeyed
+	ctx := cl.context(req.Context())
+	r := req.WithContext(ctx) // a shallow copy, which go-retryablehttp may change
+	r.Header, r.Body, r.GetBody = h, nil, nil
+	rreq, err := retryablehttp.FromRequest(r)
+	if err == nil && body != nil {
+		err = rreq.SetBody(body)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("payonce: %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	doErr := e.do(rreq, cl)
+	cl.settleBudget()
+	if cl.attempts == 0 {
+		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, e.cfg.scrubber.scrubErr(doErr))
+	}
+	answered, failure := cl.verdict()
+	if answered {
+		return cl.response(req), nil
+	}
+	err = cl.fail(req.Context(), failure)
+	if !cl.unknown() && cl.last.resp != nil && cl.last.bodyErr == nil && cl.last.Err == nil {
+		// Retries ran out on a status that executed nothing (a 429, a
+		// GET's 503): the SDK reads the answer as it would without us.
+		return cl.response(req), nil
+	}
+	return nil, e.cfg.scrubber.scrubResult(err)
+}
+
+// response rebuilds the last attempt's response around the bytes read from
+// it, for the SDK.
+func (cl *call) response(req *http.Request) *http.Response {
+	o := &cl.last
+	resp := *o.resp
+	resp.Header = o.Header
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
+	resp.Header[AttemptsHeader] = []string{strconv.Itoa(cl.attempts)}
+	resp.Body = io.NopCloser(bytes.NewReader(o.raw))
+	resp.ContentLength = int64(len(o.raw))
+	resp.TransferEncoding = nil
+	resp.Request = req
+	return &resp
+}
