@@ -108,7 +108,7 @@ func WithLease(d time.Duration) Option {
 // WithStoreTimeout sets the deadline of every call to the store (default a
 // sixth of the lease). It must be at most a quarter of the lease, so that a
 // call that hangs fails, and is retried, well before the lease it guards
-// runs out.
+// runs out. Calls to a [*MemoryStore], which never waits, get no deadline.
 func WithStoreTimeout(d time.Duration) Option {
 	return func(m *Middleware) error {
 		if d <= 0 {
