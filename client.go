@@ -65,6 +65,7 @@ type config struct {
 	budgetSet      bool
 	keyHeader      string // canonical name of the idempotency header
 	noNewKeys      bool   // NewHTTPClient: send a request without a key as it is
+	maxRequestBody int64  // NewHTTPClient: the largest request body buffered
 	clientOnly     string // the first option given that applies to NewClient only
 	transportOnly  string // the first option given that applies to NewHTTPClient only
 }
@@ -81,6 +82,7 @@ func newConfig(opts []Option) (config, error) {
 		retryPolicy:    DefaultRetryPolicy,
 		backoff:        DefaultBackoff,
 		keyHeader:      "Idempotency-Key",
+		maxRequestBody: DefaultMaxRequestBody,
 	}
 	for i, opt := range opts {
 		if opt == nil {
@@ -297,8 +299,8 @@ func NewClient(apiKey string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	if cfg.transportOnly != "" {
-		return nil, fmt.Errorf("%w: %s applies to NewHTTPClient only: the typed client always sends "+
-			"its key in Idempotency-Key", ErrInvalidConfig, cfg.transportOnly)
+		return nil, fmt.Errorf("%w: %s applies to NewHTTPClient only: the typed client sends its key "+
+			"in Idempotency-Key and encodes its own bodies", ErrInvalidConfig, cfg.transportOnly)
 	}
 
 	if apiKey == "" {
@@ -450,11 +452,9 @@ func (s secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // network stack before it reaches an error or a log.
 func (c *Client) scrub(s string) string { return c.cfg.scrubber.scrub(s) }
 
-func (e *engine) scrub(s string) string { return e.cfg.scrubber.scrub(s) }
-
 // requestID is the gateway's Request-Id, scrubbed and then clipped.
-func (e *engine) requestID(h http.Header) string {
-	return e.cfg.scrubber.clean(h.Get("Request-Id"), maxHeaderLen)
+func (cl *call) requestID(h http.Header) string {
+	return cl.sc.clean(h.Get("Request-Id"), maxHeaderLen)
 }
 
 // isSafeMethod reports whether a method is sent without a generated key.
@@ -671,21 +671,21 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	}
 
 	r, err := cl.finish(ctx, c.eng.do(rreq, cl), v)
-	return r, c.cfg.scrubber.scrubResult(err)
+	return r, cl.sc.scrubResult(err)
 }
 
 // finish turns the last attempt into the call's result.
 func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, error) {
 	cl.settleBudget()
 	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.e.cfg.scrubber.scrubErr(doErr))
+		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.sc.scrubErr(doErr))
 	}
 	o := &cl.last
 	var resp *Response
 	if o.StatusCode != 0 {
 		resp = &Response{
 			StatusCode:     o.StatusCode,
-			RequestID:      cl.e.requestID(o.Header),
+			RequestID:      cl.requestID(o.Header),
 			IdempotencyKey: cl.key,
 			Replayed:       isReplayed(o.Header),
 			Attempts:       cl.attempts,
@@ -745,7 +745,7 @@ func (cl *call) verdict() (answered bool, failure error) {
 	case definite && o.bodyErr != nil:
 		cl.ambiguous = true // it executed, but its result cannot be read
 		return false, fmt.Errorf("%w: %w (status %d, request_id %s)", ErrMalformedResponse, o.bodyErr,
-			o.StatusCode, cl.e.requestID(o.Header))
+			o.StatusCode, cl.requestID(o.Header))
 	case definite:
 		return true, nil
 	case o.Err != nil:
@@ -826,7 +826,7 @@ func (cl *call) decodeSuccess(body []byte, v any) error {
 			return nil
 		}
 		return fmt.Errorf("the body is not a JSON object (it starts with %q)",
-			cl.e.cfg.scrubber.clean(string(trimmed[:min(len(trimmed), 16)]), 16))
+			cl.sc.clean(string(trimmed[:min(len(trimmed), 16)]), 16))
 	}
 	var envelope struct {
 		Error json.RawMessage `json:"error"`
@@ -843,7 +843,7 @@ func (cl *call) decodeSuccess(body []byte, v any) error {
 			Code string `json:"code"`
 		}
 		_ = json.Unmarshal(envelope.Error, &e) // best effort, for the message
-		sc := cl.e.cfg.scrubber
+		sc := cl.sc
 		return fmt.Errorf("a success status with an error body (type %q, code %q)",
 			sc.clean(e.Type, maxHeaderLen), sc.clean(e.Code, maxHeaderLen))
 	}

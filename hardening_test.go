@@ -377,9 +377,11 @@ func TestErrorBodyWithAPrefixOfTheKeyIsScrubbed(t *testing.T) {
 	assert.Contains(t, err.Error(), "declined for "+redacted)
 }
 
-func TestMalformedResponsesNeverCarryTheKey(t *testing.T) {
+// malformedResponses are raw answers of a hostile server that echoes the
+// test key where net/http or the client quotes it.
+func malformedResponses() map[string]string {
 	key, bearer := testAPIKey, "Bearer "+testAPIKey
-	responses := map[string]string{
+	return map[string]string{
 		"status code":       "HTTP/1.1 " + key + " OK\r\n\r\n",
 		"reason":            "HTTP/1.1 2x0 " + bearer + "\r\n\r\n",
 		"status line":       "HTTP/1.1" + key + "\r\n\r\n",
@@ -393,7 +395,10 @@ func TestMalformedResponsesNeverCarryTheKey(t *testing.T) {
 		"error body": withBody("HTTP/1.1 402 Payment Required\r\nRequest-Id: "+bearer+"\r\n",
 			`{"error":{"type":"card_error","message":"`+key[:17]+`"}}`),
 	}
-	for name, raw := range responses {
+}
+
+func TestMalformedResponsesNeverCarryTheKey(t *testing.T) {
+	for name, raw := range malformedResponses() {
 		t.Run(name, func(t *testing.T) {
 			var lb logBuffer
 			c, err := NewClient(testAPIKey, WithBaseURL(hostileServer(t, raw)), WithLogger(lb.logger()),

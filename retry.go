@@ -228,7 +228,8 @@ type call struct {
 	method  string
 	path    string
 	key     string
-	unkeyed bool // a method that is not safe, sent without a key: never resent once it may have reached the server
+	unkeyed bool      // a method that is not safe, sent without a key: never resent once it may have reached the server
+	sc      *scrubber // redacts the API key (or the request's Authorization credentials) from what the server sends
 
 	attempts      int
 	wait          time.Duration // computed by checkRetry, returned by backoff
@@ -256,7 +257,9 @@ type attemptOutcome struct {
 }
 
 func newCall(c *Client, req *Request) *call {
-	return c.eng.newCall(req.method, req.path, req.key)
+	cl := c.eng.newCall(req.method, req.path, req.key)
+	cl.sc = c.cfg.scrubber
+	return cl
 }
 
 func (e *engine) newCall(method, path, key string) *call {
@@ -274,7 +277,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	cl.attempts++
 	// A transport error may quote what the server sent (net/http's parse
 	// errors do): scrub it before the policy, the log or the caller sees it.
-	err = cl.e.cfg.scrubber.scrubErr(err)
+	err = cl.sc.scrubErr(err)
 	if !cl.skipped.Load() {
 		cl.pendingCost = 0 // the retry it paid for was made
 	}
@@ -296,7 +299,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	} else {
 		o.retry, o.reason = cl.e.cfg.retryPolicy(&o.Attempt)
 		// A policy may explain itself with what the server sent.
-		o.reason = cl.e.scrub(o.reason)
+		o.reason = cl.sc.scrub(o.reason)
 		if o.retry && cl.unkeyed && (o.StatusCode != 0 || (cl.sent() && !notSent(o.Err))) {
 			// Without a key, a resend could execute it twice.
 			o.retry, o.reason = false, "no idempotency key: not resent once it may have reached the gateway"
@@ -368,7 +371,7 @@ func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 		// A 1xx has no body; after a 101 the body is the raw connection,
 		// which may never end.
 		resp.Body = http.NoBody
-		o.APIError = newAPIError(resp.StatusCode, resp.Header, nil, false, nil, cl.key, cl.e.cfg.scrubber)
+		o.APIError = newAPIError(resp.StatusCode, resp.Header, nil, false, nil, cl.key, cl.sc)
 		return
 	}
 	success := resp.StatusCode >= 200 && resp.StatusCode < 300
@@ -396,11 +399,11 @@ func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 	o.raw = body
 	switch {
 	case !success:
-		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.e.cfg.scrubber)
+		o.APIError = newAPIError(resp.StatusCode, resp.Header, body, tooLarge, err, cl.key, cl.sc)
 	case err != nil:
 		// net/http's body errors may quote the server's bytes (a malformed
 		// chunk trailer does): scrub, as checkRetry did for transport errors.
-		o.Err = cl.e.cfg.scrubber.scrubErr(fmt.Errorf("read response body: %w", err))
+		o.Err = cl.sc.scrubErr(fmt.Errorf("read response body: %w", err))
 	case tooLarge:
 		o.bodyErr = fmt.Errorf("response body larger than %d MiB", maxSuccessBody>>20)
 	default:
@@ -481,10 +484,10 @@ func (cl *call) log(ctx context.Context, level slog.Level, msg string, extra ...
 		slog.String("idempotency_key", cl.key),
 	}
 	if o.StatusCode != 0 {
-		attrs = append(attrs, slog.Int("status", o.StatusCode), slog.String("request_id", cl.e.requestID(o.Header)))
+		attrs = append(attrs, slog.Int("status", o.StatusCode), slog.String("request_id", cl.requestID(o.Header)))
 	}
 	if o.Err != nil {
-		attrs = append(attrs, slog.String("error", cl.e.scrub(o.Err.Error())))
+		attrs = append(attrs, slog.String("error", cl.sc.scrub(o.Err.Error())))
 	}
 	lg.LogAttrs(ctx, level, msg, append(attrs, extra...)...)
 }

@@ -4,9 +4,11 @@ package payonce
 // logs, whatever the server sends back.
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -33,31 +35,74 @@ const minKeyFragment = 8
 const redacted = "[redacted]"
 
 // scrubber redacts the API key from text; see minKeyFragment. It is built
-// once by NewClient and read-only afterwards, so safe for concurrent use. A
-// nil *scrubber redacts nothing.
+// once by NewClient (or per Authorization header by NewHTTPClient's
+// transport) and read-only afterwards, so safe for concurrent use. A nil
+// *scrubber redacts nothing.
 type scrubber struct {
-	n     int                 // window length
-	grams map[string]struct{} // every window of n bytes of the key's forms
+	ns    []int               // the window lengths, ascending: minKeyFragment, or a shorter secret's length
+	grams map[string]struct{} // every window of the secrets' forms
 }
 
-func newScrubber(key string) *scrubber {
-	if key == "" {
-		return nil
-	}
-	sc := &scrubber{n: min(minKeyFragment, len(key)), grams: map[string]struct{}{}}
-	forms := []string{key}
-	if q := strconv.Quote(key); q[1:len(q)-1] != key {
-		forms = append(forms, q[1:len(q)-1])
-	}
-	if j, err := json.Marshal(key); err == nil && string(j[1:len(j)-1]) != key {
-		forms = append(forms, string(j[1:len(j)-1]))
-	}
-	for _, f := range forms {
-		for i := 0; i+sc.n <= len(f); i++ {
-			sc.grams[f[i:i+sc.n]] = struct{}{}
+// newScrubber returns a scrubber of the given secrets (the API key, or the
+// credentials of an Authorization header), nil when all are empty. Each
+// secret is redacted by windows of min(minKeyFragment, len) bytes.
+func newScrubber(secrets ...string) *scrubber {
+	sc := &scrubber{grams: map[string]struct{}{}}
+	for _, key := range secrets {
+		if key == "" {
+			continue
+		}
+		n := min(minKeyFragment, len(key))
+		if !slices.Contains(sc.ns, n) {
+			sc.ns = append(sc.ns, n)
+		}
+		forms := []string{key}
+		if q := strconv.Quote(key); q[1:len(q)-1] != key {
+			forms = append(forms, q[1:len(q)-1])
+		}
+		if j, err := json.Marshal(key); err == nil && string(j[1:len(j)-1]) != key {
+			forms = append(forms, string(j[1:len(j)-1]))
+		}
+		for _, f := range forms {
+			for i := 0; i+n <= len(f); i++ {
+				sc.grams[f[i:i+n]] = struct{}{}
+			}
 		}
 	}
+	if len(sc.ns) == 0 {
+		return nil
+	}
+	slices.Sort(sc.ns)
 	return sc
+}
+
+// authScrubber returns the scrubber of the credentials in an Authorization
+// header value, nil when there are none. For "Bearer <token>" (or any
+// scheme but Basic) the secret is the token; for "Basic <base64>" it is the
+// base64 text, the decoded "user:password", and the user and the password
+// when they have minKeyFragment bytes or more (a shorter one is redacted
+// only within the other forms, as redacting every occurrence of, say, "x"
+// would garble every message). A value without a scheme is a secret whole.
+func authScrubber(auth string) *scrubber {
+	auth = strings.TrimSpace(auth)
+	scheme, cred, found := strings.Cut(auth, " ")
+	if !found {
+		return newScrubber(auth)
+	}
+	cred = strings.TrimSpace(cred)
+	secrets := []string{cred}
+	if strings.EqualFold(scheme, "Basic") {
+		if dec, err := base64.StdEncoding.DecodeString(cred); err == nil && len(dec) > 0 {
+			secrets = append(secrets, string(dec))
+			user, pass, _ := strings.Cut(string(dec), ":")
+			for _, part := range []string{user, pass} {
+				if len(part) >= minKeyFragment {
+					secrets = append(secrets, part)
+				}
+			}
+		}
+	}
+	return newScrubber(secrets...)
 }
 
 // contains reports whether s holds a run of the key that scrub would redact.
@@ -65,9 +110,14 @@ func (sc *scrubber) contains(s string) bool {
 	if sc == nil {
 		return false
 	}
-	for i := 0; i+sc.n <= len(s); i++ {
-		if _, ok := sc.grams[s[i:i+sc.n]]; ok {
-			return true
+	for i := 0; i+sc.ns[0] <= len(s); i++ {
+		for _, n := range sc.ns {
+			if i+n > len(s) {
+				break
+			}
+			if _, ok := sc.grams[s[i:i+n]]; ok {
+				return true
+			}
 		}
 	}
 	return false
@@ -81,18 +131,24 @@ func (sc *scrubber) scrub(s string) string {
 	}
 	var b strings.Builder
 	copied, end := 0, -1 // s[:copied] is written; the current redaction ends at end
-	for i := 0; i+sc.n <= len(s); i++ {
-		if _, ok := sc.grams[s[i:i+sc.n]]; !ok {
-			continue
-		}
-		if i > end { // a new redaction, not touching the previous one
-			if b.Len() == 0 {
-				b.Grow(len(s))
+	for i := 0; i+sc.ns[0] <= len(s); i++ {
+		for _, n := range sc.ns {
+			if i+n > len(s) {
+				break
 			}
-			b.WriteString(s[copied:i])
-			b.WriteString(redacted)
+			if _, ok := sc.grams[s[i:i+n]]; !ok {
+				continue
+			}
+			if i > end { // a new redaction, not touching the previous one
+				if b.Len() == 0 {
+					b.Grow(len(s))
+				}
+				b.WriteString(s[copied:i])
+				b.WriteString(redacted)
+			}
+			end = max(end, i+n)
+			copied = end
 		}
-		end, copied = i+sc.n, i+sc.n
 	}
 	if end < 0 {
 		return s

@@ -9,6 +9,8 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -33,6 +35,45 @@ const AttemptsHeader = "Payonce-Attempts"
 type engine struct {
 	cfg *config
 	hc  *http.Client // one attempt: the per-attempt timeout, no redirects, no hidden resends
+
+	// The scrubbers of the Authorization headers RoundTrip has seen: the
+	// last one, and up to maxScrubbers in all.
+	lastScrubber atomic.Pointer[authScrub]
+	scrubMu      sync.Mutex
+	scrubbers    map[string]*scrubber
+}
+
+// authScrub is the scrubber of one Authorization header value.
+type authScrub struct {
+	auth string
+	sc   *scrubber
+}
+
+// maxScrubbers bounds the engine's cache of scrubbers: an SDK uses one key,
+// or a few; a caller rotating short-lived tokens only rebuilds them.
+const maxScrubbers = 16
+
+// scrubberFor returns the scrubber of the credentials in an Authorization
+// header value (see authScrubber), built once per distinct value.
+func (e *engine) scrubberFor(auth string) *scrubber {
+	if auth == "" {
+		return e.cfg.scrubber
+	}
+	if last := e.lastScrubber.Load(); last != nil && last.auth == auth {
+		return last.sc
+	}
+	e.scrubMu.Lock()
+	sc, ok := e.scrubbers[auth]
+	if !ok {
+		sc = authScrubber(auth)
+		if len(e.scrubbers) >= maxScrubbers || e.scrubbers == nil {
+			e.scrubbers = make(map[string]*scrubber, maxScrubbers)
+		}
+		e.scrubbers[auth] = sc
+	}
+	e.scrubMu.Unlock()
+	e.lastScrubber.Store(&authScrub{auth: auth, sc: sc})
+	return sc
 }
 
 var _ http.RoundTripper = (*engine)(nil)
@@ -71,11 +112,14 @@ func (e *engine) do(req *retryablehttp.Request, cl *call) error {
 // and [WithHTTPClient] (whose Transport is the base for every attempt; its
 // Timeout bounds each attempt). [WithBaseURL] and [WithAllowPlainHTTP] are
 // refused with an error naming them, as the SDK chooses each request's URL;
-// [WithIdempotencyHeader] and [WithoutGeneratedKeys] apply here only.
+// [WithIdempotencyHeader], [WithoutGeneratedKeys] and [WithMaxRequestBody]
+// apply here only.
 //
 // Each request is sent as follows:
-//   - its body is read once and every attempt sends the same bytes; GetBody
-//     is not needed;
+//   - its body is read once, before anything is sent, and every attempt
+//     sends the same bytes; GetBody is not needed. A body larger than
+//     [WithMaxRequestBody] ([DefaultMaxRequestBody], 1 MiB) is refused,
+//     unsent, with an error wrapping [ErrInvalidRequest];
 //   - a request carrying the idempotency header (Idempotency-Key, or the
 //     name set by WithIdempotencyHeader) keeps it, byte for byte, on every
 //     attempt. A request with any method but GET, HEAD and OPTIONS that
@@ -90,7 +134,12 @@ func (e *engine) do(req *retryablehttp.Request, cl *call) error {
 //     among others 429 (Stripe's lock_timeout included), 5xx, 409
 //     idempotency_key_in_use and transport failures; Stripe-Should-Retry
 //     true or false overrides the status; Retry-After is honoured up to
-//     WithMaxRetryAfter; a replay (Idempotent-Replayed: true) is final.
+//     WithMaxRetryAfter; a replay (Idempotent-Replayed: true) is final;
+//   - the credentials of its Authorization header (a Bearer token, Basic
+//     credentials, or a bare key) are scrubbed, as [NewClient] scrubs its
+//     API key, from every error the transport returns, from the log and
+//     from what a RetryPolicy sees, whatever the server echoes. A response
+//     returned to the SDK is the server's, untouched.
 //
 // The result is the last response, its body buffered, with [AttemptsHeader]
 // set, unless the outcome is unknown: when retries end after an attempt that
@@ -131,6 +180,27 @@ func WithIdempotencyHeader(name string) Option {
 	}
 }
 
+// DefaultMaxRequestBody bounds the request body that [NewHTTPClient]'s
+// transport buffers: 1 MiB, the bound of the mock and of the idempotency
+// middleware. A payment request is a few KiB at most.
+const DefaultMaxRequestBody = 1 << 20
+
+// WithMaxRequestBody sets the largest request body, in bytes, that
+// [NewHTTPClient]'s transport accepts (it buffers each body to resend the
+// same bytes). A larger body is refused before anything is sent, with an
+// error wrapping [ErrInvalidRequest]. Must be positive. Default:
+// [DefaultMaxRequestBody]. [NewHTTPClient] only.
+func WithMaxRequestBody(n int64) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxRequestBody: %d is not positive", ErrInvalidConfig, n)
+		}
+		c.maxRequestBody = n
+		appliesOnly(&c.transportOnly, "WithMaxRequestBody")
+		return nil
+	}
+}
+
 // WithoutGeneratedKeys makes [NewHTTPClient]'s transport send a request
 // without an idempotency key as it is, rather than give it a new one. Such a
 // request, with any method but GET, HEAD and OPTIONS, is retried only when
@@ -158,14 +228,9 @@ func validHeaderName(s string) bool {
 
 // RoundTrip sends req with payonce's retries; see [NewHTTPClient].
 func (e *engine) RoundTrip(req *http.Request) (*http.Response, error) {
-	var body []byte
-	if req.Body != nil && req.Body != http.NoBody {
-		var err error
-		body, err = io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("payonce: %s %s: read request body: %w", req.Method, req.URL.Path, err)
-		}
+	body, err := e.readBody(req)
+	if err != nil {
+		return nil, err
 	}
 	h := req.Header
 	key := h.Get(e.cfg.keyHeader)
@@ -185,6 +250,10 @@ func (e *engine) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	cl := e.newCall(req.Method, req.URL.Path, key)
 	cl.unkeyed = unkeyed
+	// The SDK's API key is in its Authorization header, and a hostile
+	// server may echo it: keep it out of the errors, the log and what the
+	// policy sees, as the typed client keeps out its own.
+	cl.sc = e.scrubberFor(req.Header.Get("Authorization"))
 	ctx := cl.context(req.Context())
 	r := req.WithContext(ctx) // a shallow copy, which go-retryablehttp may change
 	r.Header, r.Body, r.GetBody = h, nil, nil
@@ -198,7 +267,7 @@ func (e *engine) RoundTrip(req *http.Request) (*http.Response, error) {
 	doErr := e.do(rreq, cl)
 	cl.settleBudget()
 	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, e.cfg.scrubber.scrubErr(doErr))
+		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.sc.scrubErr(doErr))
 	}
 	answered, failure := cl.verdict()
 	if answered {
@@ -210,7 +279,33 @@ func (e *engine) RoundTrip(req *http.Request) (*http.Response, error) {
 		// GET's 503): the SDK reads the answer as it would without us.
 		return cl.response(req), nil
 	}
-	return nil, e.cfg.scrubber.scrubResult(err)
+	return nil, cl.sc.scrubResult(err)
+}
+
+// readBody reads the request's body once, within the limit of
+// WithMaxRequestBody, before anything is sent, and closes it, as a
+// RoundTripper must.
+func (e *engine) readBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	defer req.Body.Close()
+	limit := e.cfg.maxRequestBody
+	tooLarge := func() error {
+		return fmt.Errorf("%w: %s %s: request body larger than %d bytes (WithMaxRequestBody): not sent",
+			ErrInvalidRequest, req.Method, req.URL.Path, limit)
+	}
+	if req.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("payonce: %s %s: read request body: %w", req.Method, req.URL.Path, err)
+	}
+	if int64(len(body)) > limit {
+		return nil, tooLarge()
+	}
+	return body, nil
 }
 
 // response rebuilds the last attempt's response around the bytes read from

@@ -316,3 +316,51 @@ func TestHTTPClientContextEnds(t *testing.T) {
 	assert.Equal(t, "k_ctx", unknown.IdempotencyKey)
 	assert.False(t, errors.Is(err, context.Canceled))
 }
+
+func TestHTTPClientRefusesABodyOverTheLimit(t *testing.T) {
+	srv, s := scripted(t, "Idempotency-Key", func(_ int, w http.ResponseWriter) bool {
+		w.WriteHeader(http.StatusOK)
+		return true
+	})
+	hc := fastHTTPClient(t, WithMaxRequestBody(1024))
+	for name, body := range map[string]func() io.Reader{
+		"with ContentLength": func() io.Reader { return bytes.NewReader(make([]byte, 1025)) },
+		"without":            func() io.Reader { return onlyReader{bytes.NewReader(make([]byte, 1025))} },
+		"streamed, huge":     func() io.Reader { return onlyReader{io.LimitReader(zeros{}, 1<<30)} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/charges", body())
+			require.NoError(t, err)
+			_, err = hc.Do(req)
+			require.ErrorIs(t, err, ErrInvalidRequest)
+			assert.Contains(t, err.Error(), "request body larger than 1024 bytes")
+			assert.Empty(t, s.all(), "nothing was sent")
+		})
+	}
+	t.Run("at the limit", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/charges", onlyReader{bytes.NewReader(make([]byte, 1024))})
+		require.NoError(t, err)
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Len(t, s.all(), 1)
+		assert.Len(t, s.all()[0].Body, 1024)
+	})
+	t.Run("the default is 1 MiB", func(t *testing.T) {
+		hc := fastHTTPClient(t)
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/charges", onlyReader{bytes.NewReader(make([]byte, DefaultMaxRequestBody+1))})
+		require.NoError(t, err)
+		_, err = hc.Do(req)
+		require.ErrorIs(t, err, ErrInvalidRequest)
+		assert.Len(t, s.all(), 1, "not sent")
+	})
+	_, err := NewHTTPClient(WithMaxRequestBody(0))
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = NewClient(testAPIKey, WithBaseURL(srv.URL), WithMaxRequestBody(1))
+	require.ErrorIs(t, err, ErrInvalidConfig, "NewHTTPClient only")
+}
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
