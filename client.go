@@ -20,6 +20,9 @@ import (
 // Version is the version of this SDK, sent in the User-Agent header.
 const Version = "0.1.0"
 
+// userAgent is the User-Agent header of the typed client's requests.
+const userAgent = "payonce-go/" + Version
+
 // Environment variables that fill in what NewClient's arguments leave out.
 const (
 	EnvAPIKey  = "PAYONCE_API_KEY"
@@ -464,24 +467,29 @@ func isSafeMethod(method string) bool {
 
 // newRetryClient returns the go-retryablehttp client for one call, wired to
 // the call's hooks. It is cheap: a struct inside the call, around the shared
-// *http.Client, so it costs no allocation of its own.
+// *http.Client, and hooks that are plain functions, so it costs no
+// allocation of its own. checkRetryHook finds the call in the context, and
+// checkRetry leaves the wait in RetryWaitMin, which go-retryablehttp passes
+// to backoffHook.
 func (e *engine) newRetryClient(cl *call) *retryablehttp.Client {
 	cl.rc = retryablehttp.Client{
 		HTTPClient:   e.hc,
 		Logger:       nil, // we log through slog, and never the Authorization header
-		RetryWaitMin: e.cfg.minBackoff,
-		RetryWaitMax: e.cfg.maxBackoff,
 		RetryMax:     e.cfg.maxRetries,
-		CheckRetry:   cl.checkRetry,
-		Backoff:      cl.backoff,
-		ErrorHandler: func(resp *http.Response, err error, _ int) (*http.Response, error) {
-			if resp != nil {
-				resp.Body.Close()
-			}
-			return nil, err
-		},
+		CheckRetry:   checkRetryHook,
+		Backoff:      backoffHook,
+		ErrorHandler: closeAndFail,
 	}
 	return &cl.rc
+}
+
+// closeAndFail is the go-retryablehttp ErrorHandler: when retries end, the
+// outcome is in the call's state, and the last body is closed.
+func closeAndFail(resp *http.Response, err error, _ int) (*http.Response, error) {
+	if resp != nil {
+		resp.Body.Close()
+	}
+	return nil, err
 }
 
 // Request is a request prepared by [Client.NewRequest]: the URL resolved,
@@ -525,9 +533,12 @@ func (c *Client) NewRequest(method, path string, body any, key string) (*Request
 	if method == "" || strings.ContainsFunc(method, func(r rune) bool { return r < 'A' || r > 'Z' }) {
 		return nil, invalidf("method %q: want an upper-case HTTP method", method)
 	}
-	ref, err := url.Parse(path)
-	if err != nil {
-		return nil, invalidf("path: %v", err)
+	ref := &url.URL{Path: path} // what url.Parse makes of a plain path, without its cost
+	var err error
+	if !isPlainPath(path) {
+		if ref, err = url.Parse(path); err != nil {
+			return nil, invalidf("path: %v", err)
+		}
 	}
 	if ref.Scheme != "" || ref.Host != "" || ref.User != nil || ref.Opaque != "" || strings.HasPrefix(path, "//") {
 		return nil, invalidf("path %q must be relative to the base URL", path)
@@ -573,6 +584,21 @@ func (c *Client) NewRequest(method, path string, body any, key string) (*Request
 		}
 	}
 	return &Request{method: method, url: u.String(), path: u.Path, body: b, key: key}, nil
+}
+
+// isPlainPath reports whether url.Parse would return path as the Path alone:
+// letters, digits, '-', '_', '.' and '/' only (no scheme, host, query,
+// fragment or escapes), and not starting with "//".
+func isPlainPath(path string) bool {
+	if strings.HasPrefix(path, "//") {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; !isIDByte(c) && c != '.' && c != '/' {
+			return false
+		}
+	}
+	return true
 }
 
 // do is the typed services' single path to the gateway: NewRequest, then
@@ -659,15 +685,19 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if err != nil {
 		return nil, fmt.Errorf("payonce: %s %s: %w", req.method, req.path, err)
 	}
+	// The header values share one allocation; each slice is capped at its
+	// length, so that an append to one never writes into the next.
+	vals := [...]string{c.cfg.authorization.reveal(), "application/json", userAgent, "application/json", req.key}
+	vs := vals[:]
 	h := rreq.Header
-	h["Authorization"] = []string{c.cfg.authorization.reveal()}
-	h["Accept"] = []string{"application/json"}
-	h["User-Agent"] = []string{"payonce-go/" + Version}
+	h["Authorization"] = vs[0:1:1]
+	h["Accept"] = vs[1:2:2]
+	h["User-Agent"] = vs[2:3:3]
 	if req.body != nil {
-		h["Content-Type"] = []string{"application/json"}
+		h["Content-Type"] = vs[3:4:4]
 	}
 	if req.key != "" {
-		h["Idempotency-Key"] = []string{req.key}
+		h["Idempotency-Key"] = vs[4:5:5]
 	}
 
 	r, err := cl.finish(ctx, c.eng.do(rreq, cl), v)
@@ -828,6 +858,54 @@ func (cl *call) decodeSuccess(body []byte, v any) error {
 		return fmt.Errorf("the body is not a JSON object (it starts with %q)",
 			cl.sc.clean(string(trimmed[:min(len(trimmed), 16)]), 16))
 	}
+	if mayHaveErrorMember(trimmed) {
+		if err := refuseErrorEnvelope(body, v, cl.sc); err != nil {
+			return err
+		}
+	}
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return err
+	}
+	if r, ok := v.(resource); ok {
+		return r.check()
+	}
+	return nil
+}
+
+// mayHaveErrorMember reports whether a JSON text could have a member that
+// encoding/json would decode as "error". It is exact for the negative: json
+// matches member names without regard to case (and no byte outside ASCII
+// folds to 'e', 'r' or 'o'), and a name spelled with escapes has a
+// backslash. So a 2xx body without either skips the envelope's decoding,
+// which would find nothing, and a charge is decoded once, as a plain
+// json.Decoder would.
+func mayHaveErrorMember(b []byte) bool {
+	if bytes.IndexByte(b, '\\') >= 0 {
+		return true
+	}
+	for _, e := range []byte{'e', 'E'} {
+		for rest := b; ; {
+			i := bytes.IndexByte(rest, e)
+			if i < 0 || len(rest)-i < 5 {
+				break
+			}
+			// x|0x20 is 'r' only for 'r' and 'R', and 'o' only for 'o' and 'O'.
+			if rest[i+1]|0x20 == 'r' && rest[i+2]|0x20 == 'r' && rest[i+3]|0x20 == 'o' && rest[i+4]|0x20 == 'r' {
+				return true
+			}
+			rest = rest[i+1:]
+		}
+	}
+	return false
+}
+
+// refuseErrorEnvelope returns an error when body is an error envelope
+// ({"error": {...}}), or when it is not JSON and v is not nil (the error
+// json.Unmarshal(body, v) would return too).
+func refuseErrorEnvelope(body []byte, v any, sc *scrubber) error {
 	var envelope struct {
 		Error json.RawMessage `json:"error"`
 	}
@@ -843,18 +921,8 @@ func (cl *call) decodeSuccess(body []byte, v any) error {
 			Code string `json:"code"`
 		}
 		_ = json.Unmarshal(envelope.Error, &e) // best effort, for the message
-		sc := cl.sc
 		return fmt.Errorf("a success status with an error body (type %q, code %q)",
 			sc.clean(e.Type, maxHeaderLen), sc.clean(e.Code, maxHeaderLen))
-	}
-	if v == nil {
-		return nil
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return err
-	}
-	if r, ok := v.(resource); ok {
-		return r.check()
 	}
 	return nil
 }

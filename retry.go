@@ -232,7 +232,6 @@ type call struct {
 	sc      *scrubber // redacts the API key (or the request's Authorization credentials) from what the server sends
 
 	attempts      int
-	wait          time.Duration // computed by checkRetry, returned by backoff
 	ambiguous     bool          // some attempt may have executed
 	deadlineWait  time.Duration // the wait that would have passed the deadline
 	retryCost     int           // tokens the last retry took from the budget
@@ -271,8 +270,13 @@ func (e *engine) newCall(method, path, key string) *call {
 	return cl
 }
 
-// checkRetry is the go-retryablehttp CheckRetry hook. It runs after every
-// attempt, so it also counts attempts.
+// checkRetryHook is the go-retryablehttp CheckRetry hook: the checkRetry of
+// the call in ctx, the request's context (see call.context).
+func checkRetryHook(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	return ctx.Value(callKey{}).(*call).checkRetry(ctx, resp, err)
+}
+
+// checkRetry runs after every attempt, so it also counts attempts.
 func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	cl.attempts++
 	// A transport error may quote what the server sent (net/http's parse
@@ -325,7 +329,7 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		}
 		cl.retryCost, cl.pendingCost = cost, cost
 	}
-	cl.wait = wait
+	cl.rc.RetryWaitMin, cl.rc.RetryWaitMax = wait, wait // for backoffHook
 	level := slog.LevelInfo
 	if mayHaveExecuted(&o.Attempt, true) {
 		level = slog.LevelWarn
@@ -349,9 +353,11 @@ func (cl *call) refund(o *attemptOutcome) {
 	}
 }
 
-// backoff is the go-retryablehttp Backoff hook.
-func (cl *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
-	return cl.wait
+// backoffHook is the go-retryablehttp Backoff hook. It returns the wait
+// that checkRetry computed and left in the call's retry client as its
+// RetryWaitMin, which go-retryablehttp passes as min.
+func backoffHook(min, _ time.Duration, _ int, _ *http.Response) time.Duration {
+	return min
 }
 
 // sent reports whether the last attempt may have reached the server. It is
