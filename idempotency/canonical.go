@@ -21,7 +21,7 @@ import (
 // fingerprinting the largest cost of a request; FuzzCanonicalJSON holds the
 // two to the same bytes.
 func canonicalJSON(body []byte) []byte {
-	if !json.Valid(body) {
+	if !mayBeJSON(body) || !json.Valid(body) {
 		return body
 	}
 	c := canonicalizers.Get().(*canonicalizer)
@@ -32,6 +32,22 @@ func canonicalJSON(body []byte) []byte {
 		canonicalizers.Put(c)
 	}
 	return append(out, '\n')
+}
+
+// mayBeJSON reports whether body, after any white space, starts as a JSON
+// value does. It saves json.Valid, and the error it allocates, on a body
+// that is plainly something else, such as a form.
+func mayBeJSON(body []byte) bool {
+	for _, c := range body {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{', '[', '"', '-', 't', 'f', 'n', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			return true
+		}
+		return false
+	}
+	return false
 }
 
 // canonicalizers keeps the scratch space of canonicalJSON between calls, so

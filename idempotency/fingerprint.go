@@ -22,7 +22,9 @@ func Fingerprint(r *http.Request, body []byte) string {
 	h.Write([]byte{0})
 	h.Write([]byte(r.URL.EscapedPath()))
 	h.Write([]byte{0})
-	h.Write([]byte(r.URL.Query().Encode()))
+	if r.URL.RawQuery != "" {
+		h.Write([]byte(r.URL.Query().Encode()))
+	}
 	h.Write([]byte{0})
 	h.Write(canonicalJSON(body))
 	return hex.EncodeToString(h.Sum(nil))

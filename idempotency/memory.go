@@ -298,11 +298,26 @@ func (s *MemoryStore) Renew(_ context.Context, c Claim) error {
 // or the store evicts the record to make room: nobody else executed, so the
 // owner's result is the only one.
 func (s *MemoryStore) Finish(_ context.Context, c Claim, resp *Response) error {
-	stored := &memoryResponse{Response: Response{
+	return s.finish(c, &Response{
 		StatusCode: resp.StatusCode,
 		Header:     resp.Header.Clone(),
 		Body:       append([]byte(nil), resp.Body...),
-	}}
+	})
+}
+
+// finishOwned is Finish for a response that nothing else will change or
+// keep, which the middleware hands over: the store keeps resp's header as
+// it is, and its body too unless copying it would take less memory.
+func (s *MemoryStore) finishOwned(c Claim, resp *Response) error {
+	if int64(cap(resp.Body)) > allocSize(len(resp.Body)) {
+		resp.Body = append([]byte(nil), resp.Body...)
+	}
+	return s.finish(c, resp)
+}
+
+// finish stores resp, which is the store's own.
+func (s *MemoryStore) finish(c Claim, resp *Response) error {
+	stored := &memoryResponse{Response: *resp}
 	if stored.Header == nil {
 		stored.Header = http.Header{}
 	}

@@ -55,7 +55,8 @@ type owner struct {
 	done      bool      // stored or given up: no more renewals
 	cause     error     // why the claim is no longer surely this owner's
 	renewT    stopper
-	fenceT    stopper
+	fenceT    stopper   // nil until the first renewal, with real timers
+	fenceDue  time.Time // while fenceT is nil, when it is to fire
 }
 
 // own starts holding c, which the store has just granted.
@@ -77,11 +78,31 @@ func (o *owner) fenceAtLocked() time.Time {
 	return o.until.Add(-o.m.lease / 4)
 }
 
+// armFenceLocked schedules the fence. With real timers, the first one is
+// only armed when the first renewal runs, a third of the lease after the
+// claim: before that the fence cannot fire (it stands at three quarters of
+// the lease, or a lease after the handler returned), and most requests are
+// done by then, so they never pay for its timer. Until it is armed,
+// fenceDue keeps the time, on the monotonic clock, that the timer would
+// have been set for, so that the schedule is the same either way, however
+// the middleware's own clock jumps meanwhile.
 func (o *owner) armFenceLocked() {
+	d := o.fenceAtLocked().Sub(o.m.now())
+	if o.fenceT == nil && o.m.afterFunc == nil {
+		o.fenceDue = time.Now().Add(d)
+		return
+	}
 	if o.fenceT != nil {
 		o.fenceT.Stop()
 	}
-	o.fenceT = o.m.after(fenceTimer, o.fenceAtLocked().Sub(o.m.now()), o.fence)
+	o.fenceT = o.m.after(fenceTimer, d, o.fence)
+}
+
+// armDueFenceLocked arms the fence whose timer armFenceLocked put off.
+func (o *owner) armDueFenceLocked() {
+	if o.fenceT == nil {
+		o.fenceT = o.m.after(fenceTimer, time.Until(o.fenceDue), o.fence)
+	}
 }
 
 // fence loses the claim if it was not renewed in time.
@@ -115,6 +136,10 @@ func (o *owner) lostCause() error {
 func (o *owner) renew() {
 	o.mu.Lock()
 	stopped := o.done || o.cause != nil
+	if !stopped {
+		// Before the store call, which may hang until its deadline.
+		o.armDueFenceLocked()
+	}
 	o.mu.Unlock()
 	if stopped {
 		return
@@ -163,7 +188,9 @@ func (o *owner) loseLocked(cause error) {
 
 func (o *owner) stopTimersLocked() {
 	o.renewT.Stop()
-	o.fenceT.Stop()
+	if o.fenceT != nil {
+		o.fenceT.Stop()
+	}
 }
 
 // remaining returns how long the lease has to run, by the store's last word.
@@ -219,7 +246,7 @@ func (o *owner) finish(resp *Response) error {
 		c := o.c
 		c.Now = o.m.now()
 		ctx, cancel := o.m.callContext(o.base)
-		err := o.m.store.Finish(ctx, c, resp)
+		err := o.m.storeFinish(ctx, c, resp)
 		cancel()
 		if err == nil || errors.Is(err, ErrLeaseLost) {
 			o.stop()
@@ -234,6 +261,15 @@ func (o *owner) finish(resp *Response) error {
 			t.Stop()
 		}
 	}
+}
+
+// storeFinish stores resp, which the middleware built for this one call
+// and never changes: a [*MemoryStore] keeps it without a copy.
+func (m *Middleware) storeFinish(ctx context.Context, c Claim, resp *Response) error {
+	if s, ok := m.store.(*MemoryStore); ok {
+		return s.finishOwned(c, resp)
+	}
+	return m.store.Finish(ctx, c, resp)
 }
 
 // backoff returns the wait before retry n (from 1) of a store call: it

@@ -526,3 +526,29 @@ func TestHandlerTimeoutEndsTheHandler(t *testing.T) {
 	assert.Equal(t, http.StatusGatewayTimeout, post(h, "/orders", "k", `{}`).Code)
 	assert.Equal(t, http.StatusGatewayTimeout, post(h, "/orders", "k", `{}`).Code, "the answer after execution is stored")
 }
+
+// TestFenceOnRealTimers: with real timers the fence is armed only when the
+// first renewal runs, so that most requests never pay for its timer. A
+// handler whose renewals fail must still be stopped by it.
+func TestFenceOnRealTimers(t *testing.T) {
+	store := newFlakyStore()
+	entered := make(chan context.Context, 1)
+	h := newMiddleware(t, store, idempotency.WithLease(300*time.Millisecond),
+		idempotency.WithLogger(slog.New(slog.DiscardHandler))).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		store.down.Store(true) // from the claim on, the store is gone
+		entered <- r.Context()
+		<-r.Context().Done()
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- post(h, "/orders", "k", `{}`) }()
+	ctx := recv(t, entered, "the handler to run")
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fence never stopped the handler")
+	}
+	assert.ErrorIs(t, context.Cause(ctx), idempotency.ErrLeaseExpired)
+	assert.Equal(t, http.StatusServiceUnavailable, recv(t, done, "the answer").Code)
+	assert.NotEmpty(t, store.renews, "the renewals were tried, and failed")
+}

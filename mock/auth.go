@@ -18,6 +18,9 @@ type account struct {
 	// "acct_" + the first 16 hex digits of SHA-256(API key), and in
 	// Stripe's dialect "/" + the Stripe-Account it acts for, if any
 	id string
+	// stripeScope is the scope of its Stripe-dialect keys, worked out once
+	// (see world.stripeScope).
+	stripeScope string
 
 	mu         sync.Mutex
 	charges    []*charge // oldest first
@@ -104,7 +107,7 @@ func (w *world) account(id string) *account {
 	if a, ok := w.accounts.Load(id); ok {
 		return a.(*account)
 	}
-	a, _ := w.accounts.LoadOrStore(id, &account{id: id, byID: make(map[string]*charge),
+	a, _ := w.accounts.LoadOrStore(id, &account{id: id, stripeScope: w.scopePrefix + "stripe/" + id, byID: make(map[string]*charge),
 		refunds: make(map[string]*Refund), intentByID: make(map[string]*paymentIntent)})
 	return a.(*account)
 }

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -181,5 +184,84 @@ func BenchmarkHandlerAfterManyCharges(b *testing.B) {
 			}
 			serveDirect(b, g, newKeys)
 		})
+	}
+}
+
+var stripeBenchBody = []byte("amount=2000&currency=usd&source=tok_visa")
+
+// BenchmarkStripeDialect serves mock/stripebench's loads through the
+// handler, socket-free: POST /v1/charges with a form body, with new keys
+// and with replays. log=file logs every request as payonce-mock does, to a
+// file, since that is where mock/stripebench sends payonce-mock's log.
+// cpu-ns/op is the process's CPU time per request, garbage collection
+// included, which depends less than ns/op on what else runs on the machine.
+// Profile it with -cpuprofile; compare with benchstat:
+//
+//	go test ./mock -run '^$' -bench StripeDialect -count 6 -cpuprofile cpu.out
+func BenchmarkStripeDialect(b *testing.B) {
+	for _, load := range []struct {
+		name string
+		next func(worker int64) func() string
+	}{{"new_keys", newKeys}, {"replays", sameKey}} {
+		for _, logged := range []bool{false, true} {
+			name := load.name + "/log=none"
+			if logged {
+				name = load.name + "/log=file"
+			}
+			b.Run(name, func(b *testing.B) {
+				var opts []mock.Option
+				if logged {
+					f, err := os.Create(filepath.Join(b.TempDir(), "payonce-mock.log"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer f.Close()
+					opts = append(opts, mock.WithLogger(slog.New(slog.NewTextHandler(f, nil))))
+				}
+				g, err := mock.New(opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				serveStripe(b, g, load.next)
+			})
+		}
+	}
+}
+
+// serveStripe is serveDirect with mock/stripebench's Stripe request.
+func serveStripe(b *testing.B, h http.Handler, next func(worker int64) func() string) {
+	var workers atomic.Int64
+	b.ReportAllocs()
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		key := next(workers.Add(1))
+		s := &sink{h: make(http.Header)}
+		for pb.Next() {
+			r := &http.Request{
+				Method: "POST", URL: chargesURL, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: http.Header{
+					"Authorization":   {"Bearer sk_test_stripebench"},
+					"Content-Type":    {"application/x-www-form-urlencoded"},
+					"Idempotency-Key": {key()},
+				},
+				Body:          io.NopCloser(bytes.NewReader(stripeBenchBody)),
+				ContentLength: int64(len(stripeBenchBody)),
+				Host:          "gw.test", RemoteAddr: "127.0.0.1:1", RequestURI: "/v1/charges",
+			}
+			r = r.WithContext(b.Context())
+			clear(s.h)
+			s.code = 0
+			h.ServeHTTP(s, r)
+			if s.code != http.StatusOK {
+				b.Errorf("status %d", s.code)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	if cpu0 >= 0 {
+		b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 }

@@ -1,10 +1,12 @@
 package mock
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // apiError is the body of every error response:
@@ -64,13 +66,41 @@ func writeError(w http.ResponseWriter, e *apiError) {
 }
 
 // writeJSON writes v, which must marshal without error (every type the
-// gateway answers with does).
+// gateway answers with does), as json.Marshal encodes it.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	if c, ok := v.(*stripeCharge); ok {
+		writeJSONOf(w, status, c.appendJSON)
+		return
+	}
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	if err := json.NewEncoder(buf).Encode(v); err != nil { // Marshal and a newline
 		panic("mock: cannot encode response: " + err.Error())
 	}
-	writeBody(w, status, body)
+	writeLine(w, status, buf.Bytes())
+}
+
+// writeJSONOf writes what appendJSON appends, a value's JSON encoding.
+func writeJSONOf(w http.ResponseWriter, status int, appendJSON func([]byte) []byte) {
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	buf.Write(append(appendJSON(buf.AvailableBuffer()), '\n'))
+	writeLine(w, status, buf.Bytes())
+}
+
+// encodeBuffers keeps writeJSON's buffers between responses. Every writer
+// the gateway writes to copies what it is given, as io.Writer requires.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer bounds the buffers kept, so that one long list does not
+// pin its size in memory.
+const maxPooledBuffer = 64 << 10
+
+func putEncodeBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBuffer {
+		buf.Reset()
+		encodeBuffers.Put(buf)
+	}
 }
 
 func writeBody(w http.ResponseWriter, status int, body []byte) {
@@ -80,4 +110,13 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 	w.WriteHeader(status)
 	w.Write(body)
 	io.WriteString(w, "\n")
+}
+
+// writeLine writes body, which ends in a newline, in one Write.
+func writeLine(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	w.Write(body)
 }

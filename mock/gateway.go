@@ -206,7 +206,7 @@ func (w *world) scope(r *http.Request) string {
 // stripeScope is the scope of a Stripe-dialect key: its account, which
 // includes the Stripe-Account it acts for, apart from payonce's keys.
 func (w *world) stripeScope(r *http.Request) string {
-	return w.scopePrefix + "stripe/" + exchangeOf(r.Context()).account.id
+	return exchangeOf(r.Context()).account.stripeScope
 }
 
 // ServeHTTP serves the API and the control surface. Its layers, outermost

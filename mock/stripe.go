@@ -110,6 +110,13 @@ func (w *world) stripeRoutes() *http.ServeMux {
 	return mux
 }
 
+// The parameters of Stripe's charge and refund creation: the core's, and
+// the dialect's own.
+var (
+	stripeChargeFields = append(chargeFields[:len(chargeFields):len(chargeFields)], "source")
+	stripeRefundFields = append(refundFields[:len(refundFields):len(refundFields)], "payment_intent")
+)
+
 // formFields are a Stripe request's parameters, as [form.Parse] decodes
 // them: strings, and maps for bracketed names.
 type formFields map[string]any
@@ -353,8 +360,20 @@ func brandName(brand string) string {
 }
 
 func stripeChargeOf(ch *charge) *stripeCharge {
+	out := stripeChargeValue(ch)
+	return &out
+}
+
+// writeStripeCharge answers ch, as writeJSON would, without putting its
+// Stripe form on the heap.
+func writeStripeCharge(w http.ResponseWriter, ch *charge) {
+	out := stripeChargeValue(ch)
+	writeJSONOf(w, http.StatusOK, out.appendJSON)
+}
+
+func stripeChargeValue(ch *charge) stripeCharge {
 	c := &ch.card
-	out := &stripeCharge{
+	out := stripeCharge{
 		ID: ch.ID, Object: "charge", Amount: ch.Amount, AmountCaptured: ch.AmountCaptured,
 		AmountRefunded: ch.AmountRefunded, Captured: ch.Captured, Created: ch.Created, Currency: ch.Currency,
 		Description: ch.Description, Metadata: ch.Metadata, Paid: ch.Status != StatusFailed,
@@ -425,7 +444,7 @@ type stripeList[T any] struct {
 }
 
 func (w *world) createChargeStripe(rw http.ResponseWriter, r *http.Request) {
-	f, e := readForm(rw, r, append(chargeFields, "source")...)
+	f, e := readForm(rw, r, stripeChargeFields...)
 	if e != nil {
 		reject(rw, r, e)
 		return
@@ -453,7 +472,7 @@ func (w *world) createChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeJSON(rw, http.StatusOK, stripeChargeOf(&ch))
+	writeStripeCharge(rw, &ch)
 }
 
 func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
@@ -466,7 +485,7 @@ func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeJSON(rw, http.StatusOK, stripeChargeOf(&ch))
+	writeStripeCharge(rw, &ch)
 }
 
 func (w *world) listChargesStripe(rw http.ResponseWriter, r *http.Request) {
@@ -524,11 +543,11 @@ func (w *world) captureChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeJSON(rw, http.StatusOK, stripeChargeOf(&ch))
+	writeStripeCharge(rw, &ch)
 }
 
 func (w *world) createRefundStripe(rw http.ResponseWriter, r *http.Request) {
-	f, e := readForm(rw, r, append(refundFields, "payment_intent")...)
+	f, e := readForm(rw, r, stripeRefundFields...)
 	if e != nil {
 		reject(rw, r, e)
 		return

@@ -82,6 +82,15 @@ func Parse(body string) (map[string]any, error) {
 		if err != nil {
 			return nil, &Error{Param: name, Reason: "bad percent-encoding in the value"}
 		}
+		if name != "" && strings.IndexAny(name, "[]") < 0 {
+			// A plain name, as most are: set's first step, without the
+			// path it would need.
+			if _, exists := root[name]; exists {
+				return nil, &Error{Param: name, Reason: "sent more than once, or as both a value and an object"}
+			}
+			root[name] = value
+			continue
+		}
 		path, err := splitName(name)
 		if err != nil {
 			return nil, err
