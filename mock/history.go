@@ -1,6 +1,7 @@
 package mock
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -105,6 +106,7 @@ type history struct {
 	first, n int             // the oldest record, and how many are kept
 	bytes    int             // the size of the n records kept
 	stats    Stats
+	changed  chan struct{} // closed, and replaced, whenever stats change; nil until a WaitStats
 }
 
 func (h *history) add(rec *RequestRecord) {
@@ -147,6 +149,10 @@ func (h *history) add(rec *RequestRecord) {
 	if rec.Fault != "" {
 		s.Faults++
 	}
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
 }
 
 // Requests returns the latest API requests, oldest first: at most the
@@ -162,6 +168,33 @@ func (g *Gateway) Requests() []RequestRecord {
 		out[i] = h.ring[(h.first+i)%len(h.ring)]
 	}
 	return out
+}
+
+// WaitStats waits until the request counters satisfy ok, and returns them,
+// or returns ctx's error once ctx ends. A test uses it to act at an exact
+// moment, such as releasing a held request once another has been answered
+// 409, without polling. A [Gateway.Reset] during the wait leaves it
+// watching the counters from before the reset.
+func (g *Gateway) WaitStats(ctx context.Context, ok func(Stats) bool) (Stats, error) {
+	h := &g.world.Load().hist
+	for {
+		h.mu.Lock()
+		st := h.stats
+		if ok(st) {
+			h.mu.Unlock()
+			return st, nil
+		}
+		if h.changed == nil {
+			h.changed = make(chan struct{})
+		}
+		changed := h.changed
+		h.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
 }
 
 // Stats returns the request counters.

@@ -2,12 +2,14 @@ package mock_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -165,4 +167,38 @@ func TestHistoryAndLogClipLongPaths(t *testing.T) {
 	}
 	assert.True(t, strings.Contains(lines[0], "msg=request"))
 	assert.True(t, strings.Contains(lines[1], "msg=control"))
+}
+
+// TestWaitStats: a wait ends when the counters satisfy it, at the request
+// that makes them, and with the context's error if none does.
+func TestWaitStats(t *testing.T) {
+	h := setup(t)
+	got := make(chan mock.Stats, 1)
+	waiting := make(chan struct{})
+	go func() {
+		close(waiting)
+		st, err := h.srv.WaitStats(context.Background(), func(st mock.Stats) bool { return st.Replayed > 0 })
+		assert.NoError(t, err)
+		got <- st
+	}()
+	<-waiting
+	h.post("/v1/charges", "k1", chargeBody(100)).charge(t)
+	select {
+	case <-got:
+		t.Fatal("the wait ended before a replay")
+	default:
+	}
+	h.post("/v1/charges", "k1", chargeBody(100)).charge(t)
+	select {
+	case st := <-got:
+		assert.EqualValues(t, 1, st.Replayed)
+		assert.EqualValues(t, 2, st.Requests)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait did not end at the replay")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := h.srv.WaitStats(ctx, func(st mock.Stats) bool { return st.Conflicts > 0 })
+	assert.ErrorIs(t, err, context.Canceled)
 }

@@ -159,21 +159,14 @@ func doubleClick(ctx context.Context, out io.Writer, gw *mock.Server, sc *stripe
 	go func() { first <- charge(ctx, sc, o, key) }()
 	<-holding
 	go func() { second <- charge(ctx, sc, o, key) }()
-	for !metConflict(gw) {
-		time.Sleep(time.Millisecond)
+	conflicts := gw.Stats().Conflicts
+	if _, err := gw.WaitStats(ctx, func(st mock.Stats) bool { return st.Conflicts > conflicts }); err != nil {
+		close(release)
+		return err
 	}
 	close(release)
 	fmt.Fprintf(out, "  order %d (%s): first click %s; second click %s", o.n, o.fault, <-first, <-second)
 	return nil
-}
-
-func metConflict(gw *mock.Server) bool {
-	for _, r := range gw.Requests() {
-		if r.Outcome == mock.OutcomeConflict {
-			return true
-		}
-	}
-	return false
 }
 
 func params(o order, key string) *stripe.ChargeCreateParams {

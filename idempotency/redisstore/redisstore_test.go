@@ -3,12 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,71 +252,6 @@ func BenchmarkClaims(b *testing.B) {
 	backendtest.Benchmark(b, backendtest.Backend{Name: "redis", Store: db.store(b, db.client(b, ""))})
 }
 
-// stallProxy forwards TCP connections to a server, and can hold back what
-// the server answers, as a server that hangs would.
-type stallProxy struct {
-	ln      net.Listener
-	stalled atomic.Bool
-	mu      sync.Mutex
-	conns   []net.Conn
-}
-
-func newStallProxy(tb testing.TB, target string) *stallProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	p := &stallProxy{ln: ln}
-	tb.Cleanup(func() {
-		p.stalled.Store(false)
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", target)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, client, server)
-			p.mu.Unlock()
-			go func() {
-				io.Copy(server, client)
-				server.Close()
-			}()
-			go func() {
-				defer client.Close()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := server.Read(buf)
-					for n > 0 && p.stalled.Load() {
-						time.Sleep(5 * time.Millisecond)
-					}
-					if n > 0 {
-						if _, err := client.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return p
-}
-
-func (p *stallProxy) addr() string { return p.ln.Addr().String() }
-
 // TestCallsEndWithTheirContext: a call gives up when its context ends, as
 // the middleware's deadlines need, even while the server does not answer,
 // whether or not the client sets ContextTimeoutEnabled; and one whose
@@ -329,9 +260,9 @@ func TestCallsEndWithTheirContext(t *testing.T) {
 	for _, enabled := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", enabled), func(t *testing.T) {
 			db := setup(t)
-			p := newStallProxy(t, db.opts.Addr)
+			p := backendtest.NewProxy(t, db.opts.Addr)
 			opts := *db.opts
-			opts.Addr = p.addr()
+			opts.Addr = p.Addr()
 			opts.ContextTimeoutEnabled = enabled
 			opts.ReadTimeout = 10 * time.Second // far past the deadlines below
 			c := redis.NewClient(&opts)
@@ -350,7 +281,7 @@ func TestCallsEndWithTheirContext(t *testing.T) {
 			require.Equal(t, idempotency.Claimed, res.State, "the cancelled claim left no record")
 
 			resp := &idempotency.Response{StatusCode: http.StatusCreated, Body: []byte("ok")}
-			p.stalled.Store(true)
+			p.Blackhole() // the server stops answering
 			for _, call := range []struct {
 				name string
 				f    func(context.Context) error
@@ -365,7 +296,7 @@ func TestCallsEndWithTheirContext(t *testing.T) {
 				assert.Error(t, err, call.name)
 				assert.Less(t, time.Since(start), 5*time.Second, "%s gave up at its deadline", call.name)
 			}
-			p.stalled.Store(false)
+			p.Restore()
 
 			// The abandoned Finish may have landed: calling Finish again
 			// is what the middleware does, and it succeeds either way.

@@ -182,8 +182,12 @@ func TestInFlightConflictThroughPayonce(t *testing.T) {
 		defer wg.Done()
 		results[1], errs[1] = sc.V1Charges.Create(context.Background(), params(2001, "order_inflight"))
 	}()
-	time.Sleep(50 * time.Millisecond) // the second meets a few 409s
+	// Let the first go once the second has met the 409.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := srv.WaitStats(ctx, func(st mock.Stats) bool { return st.Conflicts > 0 })
 	close(release)
+	require.NoError(t, err, "the second request never met the 409")
 	wg.Wait()
 
 	var l ledger
