@@ -440,7 +440,11 @@ func WriteError(w http.ResponseWriter, _ *http.Request, e *Error) {
 // from a request the middleware claimed a key for.
 //
 // Never call it once side effects may have happened: a retry would execute
-// them again.
+// them again. The exception is a handler whose every side effect is safe to
+// repeat: writes in its store transaction ([Transaction]), which NotExecuted
+// rolls back, and calls that carry a key from [DerivedKey], which the other
+// service replays. Such a handler calls NotExecuted when a call fails with
+// an outcome it cannot know, so that the retry executes again and finds it.
 func NotExecuted(ctx context.Context) bool {
 	r, ok := requestFrom(ctx)
 	if ok {

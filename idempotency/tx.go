@@ -160,6 +160,11 @@ func DerivedKey(ctx context.Context, purpose string) (string, error) {
 // the response streams to the client, so do the writes before writing a
 // large response.
 //
+// When a call to another service fails in a way a retry may mend (its
+// outcome unknown, a 503), call [NotExecuted] before answering: the writes
+// are rolled back, the key is freed, and the client's retry executes again,
+// sending the same derived key, so the other service replays what it did.
+//
 // Only what is written in the transaction is covered. A call to anything
 // outside the store's database (a payment gateway, a queue, an email) may
 // still happen twice when the handler executes again: give it a key of its
