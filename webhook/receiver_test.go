@@ -260,16 +260,18 @@ func TestReceiverConcurrentDeliveries(t *testing.T) {
 	rc := newStripeReceiver(t, newCountingStore(), slow)
 
 	first := make(chan *httptest.ResponseRecorder, 1)
-	go func() { first <- serve(rc, stripeDelivery(t, stripePayload, epoch, stripeSecret)) }()
+	req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
+	go func() { first <- serve(rc, req) }()
 	<-entered
 
 	var wg sync.WaitGroup
 	codes := make(chan *httptest.ResponseRecorder, n)
 	for range n {
+		req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes <- serve(rc, stripeDelivery(t, stripePayload, epoch, stripeSecret))
+			codes <- serve(rc, req)
 		}()
 	}
 	wg.Wait()
@@ -309,10 +311,11 @@ func TestConcurrentDeliveriesWithoutReceiverShipTwice(t *testing.T) {
 	})
 	var wg sync.WaitGroup
 	for range n {
+		req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serve(verifyOnly, stripeDelivery(t, stripePayload, epoch, stripeSecret))
+			serve(verifyOnly, req)
 		}()
 	}
 	for range n {
