@@ -59,6 +59,13 @@
 // marked Idempotent-Replayed: true, for [DefaultTTL] (a week, longer than
 // senders retry). However many deliveries race, the handler runs once.
 //
+// An event is known by its id alone: the idempotency fingerprint covers the
+// method and the path, not the payload, which the signature vouches for. A
+// sender may render an event anew for a later attempt (Stripe's carries
+// pending_webhooks, a count of the deliveries still to make), and that
+// redelivery is still the same event, replayed, rather than refused with
+// 422 as a key reused for another request would be.
+//
 // An answer other than 2xx is not stored: senders retry every failure, and
 // a failure stored and replayed would turn each retry into another failure
 // until the sender gave the event up. The Receiver releases the id instead

@@ -75,10 +75,10 @@ func WithMaxBodyBytes(n int64) ReceiverOption {
 // WithIdempotencyOptions passes options to the idempotency middleware the
 // receiver builds: [idempotency.WithObserver], [idempotency.WithLease],
 // [idempotency.WithTTL] (the receiver's default is [DefaultTTL]) and the
-// rest. The receiver's own scope and body bound come after them, so
-// [idempotency.WithScope], [idempotency.WithoutScope] and
-// [idempotency.WithMaxBodyBytes] have no effect here: see [WithEndpoint]
-// and [WithMaxBodyBytes].
+// rest. The receiver's own scope comes after them, so
+// [idempotency.WithScope] and [idempotency.WithoutScope] have no effect
+// here (see [WithEndpoint]), and nor has [idempotency.WithMaxBodyBytes],
+// since the receiver reads the payload itself (see [WithMaxBodyBytes]).
 func WithIdempotencyOptions(opts ...idempotency.Option) ReceiverOption {
 	return func(rc *Receiver) error {
 		for _, o := range opts {
@@ -135,12 +135,12 @@ func NewReceiver(v *Verifier, store idempotency.Store, next http.Handler, opts .
 	idem := make([]idempotency.Option, 0, len(rc.idem)+3)
 	idem = append(idem, idempotency.WithTTL(DefaultTTL))
 	idem = append(idem, rc.idem...)
-	idem = append(idem, idempotency.WithMaxBodyBytes(rc.maxBody), idempotency.WithScope(rc.scope))
+	idem = append(idem, idempotency.WithScope(rc.scope))
 	mw, err := idempotency.New(store, idem...)
 	if err != nil {
 		return nil, err
 	}
-	rc.keyed = mw.Wrap(releaseFailures(next))
+	rc.keyed = mw.Wrap(withPayload(releaseFailures(next)))
 	return rc, nil
 }
 
@@ -185,10 +185,18 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only now, verified, may the delivery claim its event's id. Whatever
 	// Idempotency-Key the sender sent is replaced: the key is the event.
-	r2 := r.Clone(context.WithValue(r.Context(), deliveryKey{}, d))
+	//
+	// The middleware gets no body, so that its fingerprint is the method
+	// and the path alone: the event is its id, and a redelivery whose
+	// payload the sender rendered anew is the same event, to be replayed,
+	// not refused with 422. The signature has vouched for the payload,
+	// which withPayload hands the handler.
+	ctx := context.WithValue(r.Context(), deliveryKey{}, d)
+	ctx = context.WithValue(ctx, payloadKey{}, payload)
+	r2 := r.Clone(ctx)
 	r2.Header.Set("Idempotency-Key", keyHeader(d.ID))
-	r2.Body = io.NopCloser(bytes.NewReader(payload))
-	r2.ContentLength = int64(len(payload))
+	r2.Body = http.NoBody
+	r2.ContentLength = 0
 	rc.keyed.ServeHTTP(w, r2)
 }
 
@@ -229,13 +237,28 @@ func keyHeader(id string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(id) + `"`
 }
 
-type deliveryKey struct{}
+type (
+	deliveryKey struct{}
+	payloadKey  struct{}
+)
 
 // DeliveryFrom returns the verified delivery that a [Receiver] passes its
 // handler in the request's context, and whether ctx holds one.
 func DeliveryFrom(ctx context.Context) (Delivery, bool) {
 	d, ok := ctx.Value(deliveryKey{}).(Delivery)
 	return d, ok
+}
+
+// withPayload gives next, behind the middleware, the verified payload as
+// its body.
+func withPayload(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		payload, _ := r.Context().Value(payloadKey{}).([]byte)
+		r = r.WithContext(r.Context())
+		r.Body = io.NopCloser(bytes.NewReader(payload))
+		r.ContentLength = int64(len(payload))
+		next.ServeHTTP(w, r)
+	})
 }
 
 // releaseFailures tells the middleware that a handler answering anything

@@ -527,3 +527,28 @@ func TestNewReceiverRefuses(t *testing.T) {
 		})
 	}
 }
+
+// An event is its id: a redelivery whose payload the sender rendered anew
+// is replayed, not refused as a key reused for another request.
+func TestReceiverKnowsAnEventByItsID(t *testing.T) {
+	ship := &shipper{}
+	rc := newStripeReceiver(t, newCountingStore(), ship)
+	first := serve(rc, stripeDelivery(t, `{"id":"evt_1","object":"event","pending_webhooks":2}`, epoch, stripeSecret))
+	require.Equal(t, http.StatusOK, first.Code)
+	again := serve(rc, stripeDelivery(t, `{"id":"evt_1","object":"event","pending_webhooks":1}`, epoch, stripeSecret))
+	require.Equal(t, http.StatusOK, again.Code, again.Body.String())
+	assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"))
+	assert.Equal(t, first.Body.String(), again.Body.String())
+	assert.Equal(t, 1, ship.count())
+	assert.Equal(t, `{"id":"evt_1","object":"event","pending_webhooks":2}`, ship.bodies[0])
+
+	// The path is still part of the request: the same event sent to
+	// another path of an endpoint named as one is a mistake, and says so.
+	named := newStripeReceiver(t, newCountingStore(), ship, webhook.WithEndpoint("orders"))
+	require.Equal(t, http.StatusOK, serve(named, stripeDelivery(t, stripePayload, epoch, stripeSecret)).Code)
+	req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
+	req.URL.Path = "/webhooks/other"
+	w := serve(named, req)
+	assert.Equal(t, http.StatusUnprocessableEntity, w.Code)
+	assert.Equal(t, "idempotency_key_reused", errorCode(t, w))
+}
