@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -171,11 +171,11 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			rc.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
-				errors.New("webhook: the payload is larger than "+strconv.FormatInt(rc.maxBody, 10)+" bytes"))
+				fmt.Errorf("webhook: the payload is larger than %d bytes: %w", rc.maxBody, err))
 			return
 		}
 		rc.refuse(w, r, http.StatusBadRequest, "body_unreadable",
-			errors.New("webhook: the payload could not be read: "+err.Error()))
+			fmt.Errorf("webhook: the payload could not be read: %w", err))
 		return
 	}
 	d, err := rc.verifier.Verify(r.Header, payload)

@@ -389,7 +389,9 @@ func TestReceiverPanicIsStored(t *testing.T) {
 
 func TestReceiverRefusesBadRequests(t *testing.T) {
 	store, ship := newCountingStore(), &shipper{}
-	rc := newStripeReceiver(t, store, ship, webhook.WithMaxBodyBytes(64))
+	var refused error
+	rc := newStripeReceiver(t, store, ship, webhook.WithMaxBodyBytes(64),
+		webhook.WithRefused(func(_ *http.Request, err error) { refused = err }))
 
 	t.Run("not a POST", func(t *testing.T) {
 		req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
@@ -403,6 +405,9 @@ func TestReceiverRefusesBadRequests(t *testing.T) {
 		w := serve(rc, stripeDelivery(t, `{"id":"evt_big","pad":"`+strings.Repeat("x", 64)+`"}`, epoch, stripeSecret))
 		assert.Equal(t, http.StatusRequestEntityTooLarge, w.Code)
 		assert.Equal(t, "body_too_large", errorCode(t, w))
+		var tooLarge *http.MaxBytesError
+		require.ErrorAs(t, refused, &tooLarge)
+		assert.Equal(t, int64(64), tooLarge.Limit)
 	})
 	t.Run("body unreadable", func(t *testing.T) {
 		req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
@@ -419,6 +424,7 @@ func TestReceiverRefusesBadRequests(t *testing.T) {
 		w := serve(rc, req)
 		assert.Equal(t, http.StatusBadRequest, w.Code)
 		assert.Equal(t, "body_unreadable", errorCode(t, w))
+		assert.ErrorIs(t, refused, context.Canceled)
 	})
 	assert.Zero(t, store.claims.Load())
 	assert.Zero(t, ship.count())
