@@ -73,7 +73,10 @@
 // So a handler must answer 2xx once it has done what it cannot do twice,
 // and answer a failure only when nothing happened or what happened is safe
 // to redo. A handler that panics may have done anything: it gets a 500
-// stored, as with the middleware, and the sender sees the event fail.
+// stored, as with the middleware, so every redelivery fails until the
+// sender gives up, and the middleware logs the panic for an operator to
+// act on. A handler that knows a panic leaves nothing half done can
+// recover it and answer 500 itself, to have the event retried.
 //
 // Deliveries must be POSTs (anything else gets 405); a payload larger than
 // [WithMaxBodyBytes] gets 413, and one that cannot be read, as when the

@@ -24,8 +24,9 @@ const (
 )
 
 // Receiver is an [http.Handler] that verifies each webhook delivery and
-// passes it on to its handler at most once per event, behind an
-// [idempotency.Middleware] keyed by the event id. See the package
+// only then passes it on to its handler, behind an [idempotency.Middleware]
+// keyed by the event id: never two deliveries of one event at once, and
+// none once the handler has answered one with 2xx. See the package
 // documentation for what a sender sees. Use [NewReceiver] to make one; a
 // Receiver is safe for concurrent use.
 type Receiver struct {
@@ -109,8 +110,8 @@ func WithRefused(refused func(r *http.Request, err error)) ReceiverOption {
 // NewReceiver returns a Receiver that verifies deliveries with v and claims
 // their event ids in store, then runs next for each event once.
 //
-// next gets the request body unchanged and the [Delivery] in its context
-// (see [DeliveryFrom]). A 2xx it answers is stored and replayed to every
+// next gets the request body unchanged, the [Delivery] in its context (see
+// [DeliveryFrom]), and the event id as its Idempotency-Key header. A 2xx it answers is stored and replayed to every
 // redelivery; any other answer is sent without being stored, and releases
 // the event id, so that the sender's retry runs next again. So answer
 // non-2xx only when a retry may safely run next again; once side effects
