@@ -79,7 +79,7 @@
 //	if err != nil { … }
 //	_, err = tx.Exec(r.Context(), `INSERT INTO orders …`)
 //
-// // # Consistency on failover
+// # Consistency on failover
 //
 // Every answer comes from the primary, and a record is as durable as the
 // commit that wrote it. PostgreSQL replicates asynchronously by default: if
