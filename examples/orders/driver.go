@@ -39,6 +39,9 @@ type placed struct {
 	order    order // the order answered, for a 2xx
 	attempts int
 	replayed bool // the final answer was a replay
+
+	// What the attempts before the final answer got.
+	connErrors, conflicts, unavailable int
 }
 
 // newDriver returns a driver for the service that url finds, with up to
@@ -74,6 +77,12 @@ func (d *driver) place(ctx context.Context, key string, amount int64) (placed, e
 			status != http.StatusBadGateway:
 			p.status, p.replayed = status, replayed
 			return p, nil
+		case err != nil:
+			p.connErrors++
+		case status == http.StatusConflict:
+			p.conflicts++
+		default:
+			p.unavailable++
 		}
 		if ctx.Err() != nil {
 			return p, fmt.Errorf("order %s: %d attempts: %w", key, p.attempts, ctx.Err())
