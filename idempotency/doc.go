@@ -45,9 +45,17 @@
 // for one key, since only a stored answer is sent (or, for a response too
 // large to store, one sent once in place of its stored placeholder); but a
 // side effect outside the store, such as a call to a payment gateway, can
-// happen twice. Keep those side effects
-// transactional, or pass the downstream call a key derived from this one,
-// so that a re-execution replays there too.
+// happen twice. Two things close that gap, and a handler that charges a
+// card needs both:
+//
+//   - with a [TxStore], such as pgstore's, the handler does its own
+//     database writes in the transaction in which the middleware stores its
+//     response ([Transaction], or pgstore.Tx): a crash before the commit
+//     keeps neither, so the re-execution starts clean, and after it only
+//     replays follow;
+//   - a call to another service, such as a payment gateway, carries a key
+//     derived from this one ([DerivedKey]), so that a re-execution replays
+//     there instead of charging again.
 //
 // The handler's context outlives the client's connection, under a deadline
 // of its own ([WithHandlerTimeout]), so a payment does not stop halfway

@@ -93,6 +93,9 @@ const (
 // records to expire, so limit how fast each client may send new keys in
 // front of the middleware. [MemoryStore.Stats] tells how full it is.
 //
+// It is not a [TxStore]: its records live outside any database the
+// handler writes to, so [Transaction] reports [ErrNoTransaction].
+//
 // The zero value is not usable; call [NewMemoryStore].
 type MemoryStore struct {
 	seed       maphash.Seed

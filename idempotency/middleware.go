@@ -14,7 +14,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -434,11 +433,6 @@ func WriteError(w http.ResponseWriter, _ *http.Request, e *Error) {
 	w.Write(append(body, '\n'))
 }
 
-type attemptKey struct{}
-
-// attempt is what the handler can tell the middleware through its context.
-type attempt struct{ notExecuted atomic.Bool }
-
 // NotExecuted tells the middleware that the handler refused the request
 // before executing anything, as on a validation error: its response is sent
 // but not stored, and the key is released so that a corrected request may
@@ -446,11 +440,15 @@ type attempt struct{ notExecuted atomic.Bool }
 // from a request the middleware claimed a key for.
 //
 // Never call it once side effects may have happened: a retry would execute
-// them again.
+// them again. The exception is a handler whose every side effect is safe to
+// repeat: writes in its store transaction ([Transaction]), which NotExecuted
+// rolls back, and calls that carry a key from [DerivedKey], which the other
+// service replays. Such a handler calls NotExecuted when a call fails with
+// an outcome it cannot know, so that the retry executes again and finds it.
 func NotExecuted(ctx context.Context) bool {
-	a, ok := ctx.Value(attemptKey{}).(*attempt)
+	r, ok := requestFrom(ctx)
 	if ok {
-		a.notExecuted.Store(true)
+		r.notExecuted.Store(true)
 	}
 	return ok
 }
@@ -614,10 +612,13 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	defer o.close()
 	hctx, cancel := context.WithTimeout(o.handlerCtx, m.handlerTimeout)
 	defer cancel()
-	a := &attempt{}
+	req := &request{m: m, o: o}
+	// A transaction that no path below ended, as when the store panics, is
+	// rolled back.
+	defer func() { m.rollback(o, req.takeTx()) }()
 	rec := &recorder{header: make(http.Header), max: m.maxResponse, w: w,
-		overflow: func(rec *recorder) error { return m.overflow(w, r, o, a, rec, ev) }}
-	r2 := r.WithContext(context.WithValue(hctx, attemptKey{}, a))
+		overflow: func(rec *recorder) error { return m.overflow(w, r, o, req, rec, ev) }}
+	r2 := r.WithContext(context.WithValue(hctx, requestKey{}, req))
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
 
@@ -639,9 +640,12 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 		panicked = false
 	}()
 
+	tx := req.takeTx()
 	switch {
-	case a.notExecuted.Load() && !rec.streaming:
+	case req.notExecuted.Load() && !rec.streaming:
 		o.stop()
+		// Before the release, which the transaction could hold up.
+		m.rollback(o, tx)
 		ev.Outcome, ev.StatusCode = Released, rec.status()
 		ev.Err = m.release(o)
 		if panicked {
@@ -654,19 +658,18 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	default:
 		resp := rec.response(m.replayHeaders)
 		if panicked {
+			// Half of a panicked handler's writes may be done: keep none
+			// of them, but store the 500, since what it did elsewhere is
+			// unknown.
+			m.rollback(o, tx)
+			tx = nil
 			resp = m.errorResponse(r, &Error{StatusCode: http.StatusInternalServerError, Type: "api_error",
 				Code: "handler_panicked", Message: "the request failed after it may have executed; " +
 					"this answer is stored for its Idempotency-Key, so retrying it does not execute it again"})
 			rec = &recorder{header: resp.Header.Clone(), code: resp.StatusCode, wroteHeader: true}
 			rec.body.Write(resp.Body)
 		}
-		// If the owner was lost while the handler ran, its answer may be
-		// the cancellation's: storing it would poison the key.
-		err := o.handlerReturned()
-		if err == nil {
-			err = o.finish(resp)
-		}
-		if err != nil {
+		if err := m.storeResponse(o, tx, resp); err != nil {
 			m.notStored(w, r, o, resp.StatusCode, err, ev)
 			break
 		}
@@ -680,12 +683,45 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	}
 }
 
+// storeResponse stores resp for the claim o holds once the handler has
+// returned: in tx, committing it, if the handler began one. If the owner
+// was lost while the handler ran, the answer may be the cancellation's, and
+// storing it would poison the key: then it stores nothing, rolls tx back,
+// and returns why.
+func (m *Middleware) storeResponse(o *owner, tx Tx, resp *Response) error {
+	if err := o.handlerReturned(); err != nil {
+		m.rollback(o, tx)
+		return err
+	}
+	if tx != nil {
+		return o.finishTx(tx, resp)
+	}
+	return o.finish(resp)
+}
+
+// rollback rolls tx back, if there is one. Its error is not worth more: a
+// transaction whose rollback fails is on a broken connection, which the
+// database rolls back itself.
+func (m *Middleware) rollback(o *owner, tx Tx) {
+	if tx == nil {
+		return
+	}
+	ctx, cancel := m.callContext(o.base)
+	defer cancel()
+	_ = tx.Rollback(ctx)
+}
+
 // overflow is called once, when the handler's response grows past
 // maxResponse: it stores a placeholder for the key, or releases it if the
 // handler executed nothing, then lets the response through to the client.
-func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, a *attempt, rec *recorder, ev *Event) error {
-	if a.notExecuted.Load() {
+// A transaction the handler began is committed with the placeholder, or
+// rolled back, at that moment, since the client gets the response from
+// then on.
+func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, req *request, rec *recorder, ev *Event) error {
+	tx := req.takeTx()
+	if req.notExecuted.Load() {
 		o.stop()
+		m.rollback(o, tx)
 		ev.Outcome, ev.StatusCode = Released, rec.status()
 		ev.Err = m.release(o)
 		return rec.flushTo(w)
@@ -694,11 +730,7 @@ func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, 
 		Code: "idempotency_response_too_large",
 		Message: "the request executed, but its response was larger than " + strconv.FormatInt(m.maxResponse, 10) +
 			" bytes, too large to store for its Idempotency-Key; it was sent once, and is not replayed"})
-	err := o.handlerReturned()
-	if err == nil {
-		err = o.finish(resp)
-	}
-	if err != nil {
+	if err := m.storeResponse(o, tx, resp); err != nil {
 		m.notStored(w, r, o, rec.status(), err, ev)
 		return err
 	}

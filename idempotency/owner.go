@@ -263,6 +263,20 @@ func (o *owner) finish(resp *Response) error {
 	}
 }
 
+// finishTx stores resp in tx and commits it, once [owner.handlerReturned]
+// has been called. Unlike finish, it does not retry: a commit whose answer
+// was lost may have landed, and a second one would find the transaction
+// gone. The client's retry finds out which it was.
+func (o *owner) finishTx(tx Tx, resp *Response) error {
+	c := o.c
+	c.Now = o.m.now()
+	ctx, cancel := o.m.callContext(o.base)
+	defer cancel()
+	err := tx.Finish(ctx, c, resp)
+	o.stop()
+	return err
+}
+
 // storeFinish stores resp, which the middleware built for this one call
 // and never changes: a [*MemoryStore] keeps it without a copy.
 func (m *Middleware) storeFinish(ctx context.Context, c Claim, resp *Response) error {

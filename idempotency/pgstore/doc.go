@@ -63,7 +63,23 @@
 // through a transaction-pooling proxy such as PgBouncer when the pool uses a
 // query mode it supports (pgx's QueryExecModeExec, for instance).
 //
-// # Consistency on failover
+// # Transactional execution
+//
+// A handler can do its own writes in the transaction in which the
+// middleware stores its response, so that both commit together: get it
+// with [Tx]. If the process dies before the commit, PostgreSQL keeps
+// neither; once the lease runs out, the client's retry executes on a clean
+// slate. After the commit, retries get the stored response. The commit is
+// conditional on the claim still being the handler's, so a handler whose
+// lease was taken over can never commit a second execution. A call to
+// anything outside PostgreSQL is not covered: give it a key from
+// [idempotency.DerivedKey].
+//
+//	tx, err := pgstore.Tx(r.Context())
+//	if err != nil { … }
+//	_, err = tx.Exec(r.Context(), `INSERT INTO orders …`)
+//
+// // # Consistency on failover
 //
 // Every answer comes from the primary, and a record is as durable as the
 // commit that wrote it. PostgreSQL replicates asynchronously by default: if
@@ -73,5 +89,5 @@
 // crash with synchronous_commit = off. For keys that must survive a
 // failover, run with synchronous replication (synchronous_standby_names, and
 // synchronous_commit on or remote_apply), and keep the handler's own side
-// effects transactional, as a lease takeover needs anyway.
+// effects transactional ([Tx]), as a lease takeover needs anyway.
 package pgstore

@@ -94,5 +94,7 @@
 //
 // If that is not acceptable, use the PostgreSQL store with synchronous
 // replication, and in any case keep the handler's side effects
-// transactional, as a lease takeover after a crash needs anyway.
+// transactional, as a lease takeover after a crash needs anyway: the
+// PostgreSQL store lets the handler write in the transaction that stores
+// its response (pgstore.Tx), which this store cannot offer.
 package redisstore

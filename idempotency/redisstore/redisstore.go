@@ -34,6 +34,11 @@ const (
 // go-redis gives up on a call when the middleware's deadline ends: a Renew
 // that hangs past the lease loses the claim of an owner that is still
 // alive. See [New] and the package documentation.
+//
+// It is not an [idempotency.TxStore]: Redis has no transaction that a
+// handler's writes elsewhere could join, so [idempotency.Transaction]
+// reports [idempotency.ErrNoTransaction]. For writes that must commit with
+// the stored response, use the PostgreSQL store.
 type Store struct {
 	client redis.UniversalClient
 	prefix string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,27 @@ func TestConformance(t *testing.T) {
 	db := setup(t)
 	s := db.store(t, db.admin)
 	storetest.Run(t, func(*testing.T) idempotency.Store { return s })
+}
+
+// TestNoTransactions: the store says plainly that it offers no
+// transaction for the handler's writes.
+func TestNoTransactions(t *testing.T) {
+	db := setup(t)
+	var s idempotency.Store = db.store(t, db.admin)
+	_, ok := s.(idempotency.TxStore)
+	assert.False(t, ok, "a Redis store is not a TxStore")
+
+	mw, err := idempotency.New(s, idempotency.WithoutScope())
+	require.NoError(t, err)
+	var txErr error
+	h := mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, txErr = idempotency.Transaction(r.Context())
+	}))
+	r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(`{}`))
+	r.Header.Set("Idempotency-Key", "k-"+db.prefix)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	assert.ErrorIs(t, txErr, idempotency.ErrNoTransaction)
+	assert.ErrorContains(t, txErr, "*redisstore.Store, does not offer transactions")
 }
 
 func TestMultiInstance(t *testing.T) {

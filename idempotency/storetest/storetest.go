@@ -9,6 +9,13 @@
 //			return mystore.New(connect(t))
 //		})
 //	}
+//
+// A store that also offers transactions for the handler's writes (an
+// [idempotency.TxStore]) passes [RunTx] as well, which checks that a write
+// and the stored response are kept together or not at all, and that a
+// takeover after a lost lease never commits a second execution. The
+// PostgreSQL store passes both; the in-memory and Redis stores offer no
+// transactions, and only Run applies to them.
 package storetest
 
 import (
