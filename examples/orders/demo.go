@@ -42,7 +42,7 @@ func demo(ctx context.Context, cfg demoConfig, out io.Writer) error {
 	base := "orders_demo_" + strings.ToLower(rand.Text()[:10])
 	fmt.Fprintf(out, "orders: tables in PostgreSQL schemas %s_*, dropped at the end; gateway: a mock at %s\n", base, gw.URL)
 	var ok bool
-	for _, transactional := range []bool{false} {
+	for _, transactional := range []bool{true, false} {
 		schema, prefix := base+"_tx", "tx"
 		if !transactional {
 			schema, prefix = base+"_control", "control"
@@ -105,8 +105,14 @@ func demoRun(ctx context.Context, cfg demoConfig, pool *pgxpool.Pool, gw *mock.S
 		}
 		took := time.Since(start).Round(time.Millisecond)
 		if sup.kills.Load() > kills {
-			fmt.Fprintf(out, "  %s: the service was killed at %q: the order was written (and in the control committed), its response not stored\n",
-				keys[i], pointHandled)
+			if transactional {
+				fmt.Fprintf(out, "  %s: killed at %q: the order charged and written, in the middleware's transaction, not yet committed\n",
+					keys[i], pointHandled)
+			} else {
+				fmt.Fprintf(out, "  %s: killed at %q: the order charged, written and committed, its response not stored\n",
+					keys[i], pointHandled)
+			}
+			fmt.Fprintf(out, "  %s: restarted the service; the client retried with the key, and once the lease ran out it executed again\n", keys[i])
 		}
 		fmt.Fprintf(out, "  %s: %d %s %s %s, after %d attempt(s) in %v\n", keys[i], p.status, p.order.ID, p.order.Status,
 			p.order.ChargeID, p.attempts, took)
@@ -135,6 +141,14 @@ func demoRun(ctx context.Context, cfg demoConfig, pool *pgxpool.Pool, gw *mock.S
 		}
 		fmt.Fprintf(out, "    %-15s %d row(s): %s; %d charge(s) at the gateway%s\n", key, len(rows[key]),
 			strings.Join(ids, ", "), n, note)
+	}
+	switch {
+	case ok:
+		fmt.Fprintln(out, "  every order has one row and one charge: the killed execution left nothing behind")
+	case transactional:
+		fmt.Fprintln(out, "  BUG: an order placed or charged twice despite the transaction")
+	default:
+		fmt.Fprintln(out, "  the killed execution's committed order stayed, and the retry placed another: one charge (the derived key), two orders")
 	}
 	return ok, nil
 }

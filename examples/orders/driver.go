@@ -30,7 +30,7 @@ const attemptTimeout = 30 * time.Second
 type driver struct {
 	hc   *http.Client
 	url  func(context.Context) (string, error) // the service's URL now
-	auth string                                  // the Authorization header, the middleware's scope
+	auth string                                // the Authorization header, the middleware's scope
 }
 
 // placed is the outcome of placing one order.

@@ -212,7 +212,7 @@ func (s *service) handler(mw *idempotency.Middleware) http.Handler {
 // places it again.
 func (s *service) createOrder(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	_, key, _ := requestKey(ctx)
+	_, key, _ := idempotency.KeyFromContext(ctx)
 	s.crash.at(pointClaimed, key)
 
 	var req struct {
@@ -226,7 +226,7 @@ func (s *service) createOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	// The same on every execution for this request, so that the gateway
 	// replays the charge of an execution that died rather than charge again.
-	chargeKey, err := derivedKey(ctx, "charge")
+	chargeKey, err := idempotency.DerivedKey(ctx, "charge")
 	if err != nil {
 		s.fail(w, r, nil, "derive the charge key", err)
 		return
@@ -299,7 +299,7 @@ VALUES ($1, $2, $3, $4, $5)`, o.ID, o.IdempotencyKey, o.Amount, o.Status, charge
 // with -transactional=true, one of its own otherwise.
 func (s *service) begin(ctx context.Context) (pgx.Tx, error) {
 	if s.transactional {
-		return transaction(ctx)
+		return pgstore.Tx(ctx)
 	}
 	return s.pool.Begin(ctx)
 }

@@ -156,9 +156,9 @@ type kill struct {
 // and starts it again, on a new port, with the next crash point, until its
 // context ends.
 type supervisor struct {
-	bin  string          // the orders binary
-	args []string        // the arguments of `orders serve`, but -addr and -crash
-	log  io.Writer       // the service's stdout and stderr
+	bin  string           // the orders binary
+	args []string         // the arguments of `orders serve`, but -addr and -crash
+	log  io.Writer        // the service's stdout and stderr
 	next func() crashSpec // the crash point of the next start; the zero spec for none
 
 	url   atomic.Pointer[string] // the service's URL now
