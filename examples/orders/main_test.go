@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,8 +32,8 @@ import (
 // The kill test's size. Orders go on being placed past minOrders until
 // every planned kill is made.
 const (
-	minOrders     = 300
-	killsPerPoint = 8 // each crash point is hit this often: 40 kills
+	minOrders     = 400
+	killsPerPoint = 10 // each crash point is hit this often: 50 kills
 	// maxNth bounds the n of a start's crash spec, POINT:n, drawn from 1
 	// to maxNth: each start of the service serves a few requests before
 	// its kill.
@@ -133,7 +136,20 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 		svcLog, next)
 	sctx, cancelSupervisor := context.WithCancel(ctx)
 	supervised := make(chan error, 1)
-	go func() { supervised <- sup.run(sctx) }()
+	go func() {
+		err := sup.run(sctx)
+		if err != nil {
+			cancel() // the orders would wait for a service that is gone
+		}
+		supervised <- err
+	}()
+	go func() {
+		select {
+		case <-gw.exited:
+			cancel() // every order would fail to charge, and wait
+		case <-ctx.Done():
+		}
+	}()
 	var (
 		stopOnce sync.Once
 		supErr   error
@@ -188,18 +204,18 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	require.NoError(t, stopSupervisor(), "the service")
+	require.NoError(t, stopSupervisor(), "the service; its log is %s", svcLog.Name())
 	kills := sup.Kills()
 
+	select {
+	case <-gw.exited:
+		t.Fatalf("the gateway died: %v; its log is %s", gw.err, gwLog.Name())
+	default:
+	}
 	rows, err := readOrders(ctx, pool, schema)
 	require.NoError(t, err)
 	ledger := gatewayCharges(t, ctx, gw.url)
 	stats := gatewayStats(t, ctx, gw.url)
-	select {
-	case <-gw.exited:
-		t.Fatalf("the gateway died: %v", gw.err)
-	default:
-	}
 
 	// The checks.
 	var r killResult
@@ -268,7 +284,7 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 	fmt.Fprintf(&b, "transactional=%t, seed %d: %d orders, %d kills, in %v (lease %v, %d orders at a time)\n",
 		transactional, seed, len(outcomes), len(kills), elapsed.Round(100*time.Millisecond), testLease, concurrency)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "crash point\tkills\tof those keys, placed twice\t")
+	fmt.Fprintln(tw, "crash point\tkills\tkeys killed there and placed twice\t")
 	for _, p := range crashPoints {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t\n", p, perPoint[p], r.placedTwiceAt[p])
 	}
@@ -276,8 +292,9 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 	fmt.Fprintf(&b, "orders placed twice: %d (%d extra rows); lost: %d; unpaid rows: %d\n", r.placedTwice, extraRows, r.lost, unpaid)
 	fmt.Fprintf(&b, "gateway: %d charges for %d orders; %d executed, %d replayed\n",
 		len(ledger), len(outcomes), stats.Executed, stats.Replayed)
-	fmt.Fprintf(&b, "driver: %d attempts: %d connection errors, %d 409, %d 503; %d final answers replayed",
+	fmt.Fprintf(&b, "driver: %d attempts: %d connection errors, %d 409, %d 503; %d final answers replayed\n",
 		attempts, connErrors, conflicts, unavailable, replayed)
+	fmt.Fprintf(&b, "service: %s", notPlaced(t, svcLog.Name()))
 	t.Logf("the kill test:\n%s", b.String())
 
 	assert.GreaterOrEqual(t, len(outcomes), minOrders, "orders")
@@ -290,6 +307,38 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 	}
 	return r
 }
+
+// notPlaced sums up the service's log lines about orders it answered 503,
+// by the step that failed.
+func notPlaced(t *testing.T, logPath string) string {
+	t.Helper()
+	data, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	steps := make(map[string]int)
+	total := 0
+	for line := range strings.Lines(string(data)) {
+		if !strings.Contains(line, `msg="order not placed"`) {
+			continue
+		}
+		total++
+		step := "?"
+		if m := logStep.FindStringSubmatch(line); m != nil {
+			step = strings.Trim(m[1], `"`)
+		}
+		steps[step]++
+	}
+	if total == 0 {
+		return "no order answered 503"
+	}
+	var parts []string
+	for _, step := range slices.Sorted(maps.Keys(steps)) {
+		parts = append(parts, fmt.Sprintf("%d at %q", steps[step], step))
+	}
+	return fmt.Sprintf("%d orders answered 503, and retried: %s", total, strings.Join(parts, ", "))
+}
+
+// logStep finds the step in a line that the service logs with slog.
+var logStep = regexp.MustCompile(`step=("[^"]*"|\S+)`)
 
 // killSeed returns the seed of the crash points: $ORDERS_KILL_SEED, to
 // rerun a run, or else a new one.
