@@ -49,8 +49,13 @@ type crashSpec struct {
 	n     int
 }
 
-// String returns the spec as -crash takes it, POINT:N.
-func (c crashSpec) String() string { return c.point + ":" + strconv.Itoa(c.n) }
+// String returns the spec as -crash takes it, POINT:N, or "" for none.
+func (c crashSpec) String() string {
+	if c.point == "" {
+		return ""
+	}
+	return c.point + ":" + strconv.Itoa(c.n)
+}
 
 // parseCrashSpec parses -crash: "" for none, or POINT:N.
 func parseCrashSpec(s string) (crashSpec, error) {

@@ -153,24 +153,25 @@ orders in PostgreSQL, charging each order through the gateway.
 	fs.BoolVar(&cfg.transactional, "transactional", true, "write the order in the transaction that stores the response (false: the control, in a transaction of its own)")
 	fs.DurationVar(&cfg.lease, "lease", time.Second, "the middleware's lease on a claim; the store timeout is a quarter of it")
 	crash := fs.String("crash", "", "test hook: block the Nth request to reach `POINT:N` (claimed, inserted, charged, handled, stored), for a kill")
-	err := fs.Parse(args)
-	if err == nil && fs.NArg() > 0 {
+	if err := fs.Parse(args); err != nil {
+		return cfg, err // the flag package has said why
+	}
+	var err error
+	switch {
+	case fs.NArg() > 0:
 		err = fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err == nil && cfg.gateway == "" {
+	case cfg.gateway == "":
 		err = errors.New("-gateway is required")
-	}
-	if err == nil && cfg.db == "" {
+	case cfg.db == "":
 		err = errors.New("-db is required (or DATABASE_URL)")
-	}
-	if err == nil && cfg.lease <= 0 {
+	case cfg.lease <= 0:
 		err = errors.New("-lease must be positive")
-	}
-	if err == nil {
+	default:
 		cfg.crash, err = parseCrashSpec(*crash)
 	}
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err != nil {
 		fmt.Fprintln(fs.Output(), "orders serve:", err)
+		fs.Usage()
 	}
 	return cfg, err
 }
@@ -194,21 +195,21 @@ Needs a PostgreSQL server, where it works in a schema of its own.
 	}
 	fs.StringVar(&cfg.db, "db", defaultDB(), "the PostgreSQL `URL` (default $DATABASE_URL, or else $PAYONCE_TEST_POSTGRES_URL)")
 	fs.DurationVar(&cfg.lease, "lease", time.Second, "the service's lease on a claim: how long a killed order's retries wait")
-	err := fs.Parse(args)
-	if err == nil && fs.NArg() > 0 {
+	if err := fs.Parse(args); err != nil {
+		return cfg, err // the flag package has said why
+	}
+	var err error
+	switch {
+	case fs.NArg() > 0:
 		err = fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err == nil && cfg.db == "" {
+	case cfg.db == "":
 		err = errors.New("no PostgreSQL server: pass -db postgres://… or set DATABASE_URL")
-	}
-	if err == nil && cfg.lease <= 0 {
+	case cfg.lease <= 0:
 		err = errors.New("-lease must be positive")
 	}
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err != nil {
 		fmt.Fprintln(fs.Output(), "orders:", err)
-		if !errors.Is(err, flag.ErrHelp) && fs.Parsed() {
-			fs.Usage()
-		}
+		fs.Usage()
 	}
 	return cfg, err
 }
