@@ -36,6 +36,9 @@ func demo(ctx context.Context, cfg demoConfig, out io.Writer) error {
 		return err
 	}
 	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
 	gw := mock.NewServer()
 	defer gw.Close()
 

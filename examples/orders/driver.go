@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -77,6 +78,8 @@ func (d *driver) place(ctx context.Context, key string, amount int64) (placed, e
 			status != http.StatusBadGateway:
 			p.status, p.replayed = status, replayed
 			return p, nil
+		case errors.Is(err, errNotRunning):
+			return p, fmt.Errorf("order %s: %w", key, err)
 		case err != nil:
 			p.connErrors++
 		case status == http.StatusConflict:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -136,13 +137,7 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 		svcLog, next)
 	sctx, cancelSupervisor := context.WithCancel(ctx)
 	supervised := make(chan error, 1)
-	go func() {
-		err := sup.run(sctx)
-		if err != nil {
-			cancel() // the orders would wait for a service that is gone
-		}
-		supervised <- err
-	}()
+	go func() { supervised <- sup.run(sctx) }()
 	go func() {
 		select {
 		case <-gw.exited:
@@ -447,11 +442,22 @@ func getJSON(t *testing.T, ctx context.Context, url string, v any) {
 // TestDemo runs the demo against the test's PostgreSQL.
 func TestDemo(t *testing.T) {
 	pgURL := testenv.PostgresURL(t)
-	bin := buildBinaries(t)
+	bin := filepath.Join(buildBinaries(t), "orders")
 	var out bytes.Buffer
-	err := demo(t.Context(), demoConfig{db: pgURL, lease: testLease, bin: filepath.Join(bin, "orders")}, &out)
+	err := demo(t.Context(), demoConfig{db: pgURL, lease: testLease, bin: bin}, &out)
 	t.Logf("output:\n%s", out.String())
 	require.NoError(t, err)
 	assert.Equal(t, 1, strings.Count(out.String(), "<- placed twice"), "the control's killed order, only")
 	assert.Contains(t, out.String(), "control-order-2 2 row(s)")
+
+	t.Run("a service that cannot start", func(t *testing.T) {
+		// An uppercase schema name, which pgstore refuses.
+		sup := newSupervisor(bin, []string{"-db", pgURL, "-schema", "Orders", "-gateway", "http://127.0.0.1:1"},
+			io.Discard, func() crashSpec { return crashSpec{} })
+		err := sup.run(t.Context())
+		assert.ErrorContains(t, err, "exited before it listened")
+		assert.ErrorContains(t, err, "invalid table name", "the service's last words")
+		_, err = newDriver(sup.URL, 1).place(t.Context(), "order-1", 1000)
+		assert.ErrorIs(t, err, errNotRunning, "the driver gives up")
+	})
 }

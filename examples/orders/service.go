@@ -287,7 +287,7 @@ VALUES ($1, $2, $3, $4, $5)`, o.ID, o.IdempotencyKey, o.Amount, o.Status, charge
 	}
 	s.crash.at(pointHandled, key)
 
-	executed(ctx)
+	executed(ctx, key)
 	body, _ := json.Marshal(o)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Location", "/orders/"+o.ID)
@@ -333,18 +333,20 @@ func nullable(s string) any {
 	return s
 }
 
-// execution is what the handler tells watchAnswers about a request.
+// execution is what the handler tells watchAnswers about a request: that
+// it ran to its answer in this request, under key.
 type execution struct {
-	key      string
-	executed atomic.Bool // the handler ran to its answer in this request
+	executed atomic.Bool
+	key      atomic.Pointer[string]
 }
 
 type executionKey struct{}
 
 // executed records, for watchAnswers, that the handler ran on ctx to its
-// answer.
-func executed(ctx context.Context) {
+// answer, for the Idempotency-Key key.
+func executed(ctx context.Context, key string) {
 	if e, ok := ctx.Value(executionKey{}).(*execution); ok {
+		e.key.Store(&key)
 		e.executed.Store(true)
 	}
 }
@@ -354,11 +356,11 @@ func executed(ctx context.Context) {
 // request reaches the writer only after the middleware has stored it.
 func (s *service) watchAnswers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e := &execution{key: r.Header.Get("Idempotency-Key")}
+		e := new(execution)
 		r = r.WithContext(context.WithValue(r.Context(), executionKey{}, e))
 		h.ServeHTTP(&answerWriter{ResponseWriter: w, before: func() {
 			if e.executed.Load() {
-				s.crash.at(pointStored, e.key)
+				s.crash.at(pointStored, *e.key.Load())
 			}
 		}}, r)
 	})

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,7 @@ type child struct {
 	url    string        // from its listening line
 	exited chan struct{} // closed once it has exited and its output is read
 	err    error         // cmd.Wait's, once exited is closed
+	tail   *tailWriter   // its last lines of output
 }
 
 // startChild starts bin with args and waits until it prints a line that
@@ -62,8 +64,8 @@ func startChild(bin string, args []string, marker string, markerOnStderr bool, l
 		return nil, err
 	}
 
-	c := &child{cmd: cmd, exited: make(chan struct{})}
-	lw := &lockedWriter{w: log}
+	c := &child{cmd: cmd, exited: make(chan struct{}), tail: &tailWriter{max: 5}}
+	lw := &lockedWriter{w: io.MultiWriter(log, c.tail)}
 	ready := make(chan string, 1)
 	var read sync.WaitGroup
 	read.Add(2)
@@ -104,7 +106,7 @@ func startChild(bin string, args []string, marker string, markerOnStderr bool, l
 	case c.url = <-ready:
 		return c, nil
 	case <-c.exited:
-		return nil, fmt.Errorf("%s exited before it listened: %v", bin, c.err)
+		return nil, fmt.Errorf("%s exited before it listened (%v), saying:\n%s", bin, c.err, c.tail)
 	case <-timer.C:
 		c.kill()
 		return nil, fmt.Errorf("%s did not listen within %v", bin, readyTimeout)
@@ -145,6 +147,32 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// tailWriter keeps the last max lines written to it. The writes must be
+// serialised.
+type tailWriter struct {
+	max   int
+	lines []string
+	part  string // the unfinished last line
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	for line := range strings.Lines(t.part + string(p)) {
+		if !strings.HasSuffix(line, "\n") {
+			t.part = line
+			return len(p), nil
+		}
+		t.lines = append(t.lines, line)
+		if len(t.lines) > t.max {
+			t.lines = t.lines[1:]
+		}
+	}
+	t.part = ""
+	return len(p), nil
+}
+
+// String returns the lines kept; it must not run during a write.
+func (t *tailWriter) String() string { return strings.Join(t.lines, "") + t.part }
+
 // kill is a kill the supervisor made.
 type kill struct {
 	point string // the crash point
@@ -161,27 +189,47 @@ type supervisor struct {
 	log  io.Writer        // the service's stdout and stderr
 	next func() crashSpec // the crash point of the next start; the zero spec for none
 
-	url   atomic.Pointer[string] // the service's URL now
-	ready chan struct{}          // closed once the service first listens
-	kills atomic.Int64
+	url     atomic.Pointer[string] // the service's URL now
+	ready   chan struct{}          // closed once the service first listens
+	stopped chan struct{}          // closed once run has returned
+	err     error                  // run's, once stopped is closed
+	kills   atomic.Int64
 
 	mu       sync.Mutex
 	killList []kill
 }
 
 func newSupervisor(bin string, args []string, log io.Writer, next func() crashSpec) *supervisor {
-	return &supervisor{bin: bin, args: args, log: log, next: next, ready: make(chan struct{})}
+	return &supervisor{bin: bin, args: args, log: log, next: next, ready: make(chan struct{}), stopped: make(chan struct{})}
 }
 
+// errNotRunning is the error of [supervisor.URL] once the supervisor has
+// stopped, on purpose or not.
+var errNotRunning = errors.New("the order service is not running")
+
 // URL returns the service's URL, waiting until it first listens or ctx
-// ends.
+// ends. Once run has returned, the error wraps errNotRunning.
 func (s *supervisor) URL(ctx context.Context) (string, error) {
+	select {
+	case <-s.stopped:
+		return "", s.notRunning()
+	default:
+	}
 	select {
 	case <-s.ready:
 		return *s.url.Load(), nil
+	case <-s.stopped:
+		return "", s.notRunning()
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+func (s *supervisor) notRunning() error {
+	if s.err != nil {
+		return fmt.Errorf("%w: %v", errNotRunning, s.err)
+	}
+	return errNotRunning
 }
 
 // Kills returns the kills made so far.
@@ -193,7 +241,14 @@ func (s *supervisor) Kills() []kill {
 
 // run supervises the service until ctx ends, then stops it. It returns
 // an error if the service fails to start, or exits when it was not killed.
+// It must be called once.
 func (s *supervisor) run(ctx context.Context) error {
+	s.err = s.supervise(ctx)
+	close(s.stopped)
+	return s.err
+}
+
+func (s *supervisor) supervise(ctx context.Context) error {
 	first := true
 	for {
 		spec := s.next()
