@@ -290,7 +290,6 @@ VALUES ($1, $2, $3, $4, $5)`, o.ID, o.IdempotencyKey, o.Amount, o.Status, charge
 	executed(ctx, key)
 	body, _ := json.Marshal(o)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Location", "/orders/"+o.ID)
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
 }
