@@ -27,7 +27,7 @@ const attemptTimeout = 30 * time.Second
 // driver places orders with the service as a client that never gives up
 // does: it sends each order with its Idempotency-Key until it gets a final
 // answer, retrying connection errors (the service was killed, or is
-// restarting), 409 (the key's lease has not run out yet) and 503.
+// restarting), 409 (the key's lease has not run out yet), 502 and 503.
 type driver struct {
 	hc   *http.Client
 	url  func(context.Context) (string, error) // the service's URL now
