@@ -188,7 +188,7 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 			defer wg.Done()
 			for i := range work {
 				// Every amount is distinct, so that the ledger shows each
-				// order's charges whatever their keys.
+				// order's charges whatever their descriptions and keys.
 				o := outcome{key: fmt.Sprintf("order-%04d", i), amount: 1000 + int64(i)}
 				o.placed, o.err = d.place(ctx, o.key, o.amount)
 				mu.Lock()
@@ -265,6 +265,12 @@ func runKillTest(t *testing.T, transactional bool) killResult {
 		}
 	}
 	assert.Len(t, ledger, len(outcomes), "charges at the gateway, one per order")
+	perAmount := make(map[int64]int)
+	for _, ch := range ledger {
+		if perAmount[ch.Amount]++; perAmount[ch.Amount] == 2 {
+			t.Errorf("two charges of %d, the amount of one order, whatever their descriptions", ch.Amount)
+		}
+	}
 	assert.Len(t, rows, len(outcomes), "keys in the orders table")
 	perPoint := make(map[string]int)
 	for _, k := range kills {
