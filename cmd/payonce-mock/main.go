@@ -118,7 +118,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	// From here on everything goes to stderr through lw, so that the log's
+	// batches and the lines written directly stay in order.
+	lw := newLineWriter(stderr, flushDelay)
+	defer lw.Close() // last: after the store's and the server's last lines
+	logger := slog.New(newLogHandler(lw))
 	opts := []mock.Option{
 		mock.WithTTL(*ttl),
 		mock.WithMismatchStatus(*mismatch),
@@ -158,10 +162,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv := newServer(gw, logger, defaultTimeouts)
-	fmt.Fprintf(stderr, "payonce-mock: listening on http://%s\n", ln.Addr())
+	fmt.Fprintf(lw, "payonce-mock: listening on http://%s\n", ln.Addr())
 	if *allowRemote && checkLoopback(*addr) != nil {
-		warnRemote(stderr, ln.Addr(), *controlToken != "", len(keys) > 0)
+		warnRemote(lw, ln.Addr(), *controlToken != "", len(keys) > 0)
 	}
+	lw.Flush() // whoever waits for the listening line need not wait longer
 	logger.Info("started", "ttl", *ttl, "require_key", *requireKey, "chaos", *chaos, "seed", *seed,
 		"api_keys", len(keys), "mismatch_status", *mismatch, "store", storeDesc)
 
