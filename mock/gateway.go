@@ -174,17 +174,35 @@ func (g *Gateway) newWorld() (*world, error) {
 }
 
 // exchange is what the layers of one API request tell each other, through
-// the request's context, and what its history record is made of.
+// the request's context, and what its history record is made of. It is
+// itself that context: the request's own (client), with the exchange as
+// the value of exchangeKey, so that one allocation serves for both.
 type exchange struct {
-	sw        statusWriter
 	client    context.Context // the request's own, which ends when its client hangs up
 	requestID string
+	idHeader  [1]string // the Request-Id header's value, sharing the allocation
+	sw        statusWriter
 	account   *account
 	dialect   dialect
 	fault     FaultKind // the injected fault that applied, if any
 	rejected  bool      // refused before executing: auth, route, validation
 	observed  bool      // the idempotency middleware decided on the request
 	event     idempotency.Event
+}
+
+var _ context.Context = (*exchange)(nil)
+
+// The request's context, as the exchange passes it on.
+
+func (x *exchange) Deadline() (time.Time, bool) { return x.client.Deadline() }
+func (x *exchange) Done() <-chan struct{}       { return x.client.Done() }
+func (x *exchange) Err() error                  { return x.client.Err() }
+
+func (x *exchange) Value(key any) any {
+	if key == (exchangeKey{}) {
+		return x
+	}
+	return x.client.Value(key)
 }
 
 type exchangeKey struct{}
@@ -221,13 +239,15 @@ func (w *world) stripeScope(r *http.Request) string {
 // [Gateway.Responder] to see a drop as a transport error instead.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
-	w.Header()["Request-Id"] = []string{id}
 	if isControl(r.URL.Path) {
+		w.Header()["Request-Id"] = []string{id}
 		g.serveControl(w, r, id)
 		return
 	}
 	wd := g.world.Load()
 	x := &exchange{requestID: id, client: r.Context(), dialect: dialectOf(r)}
+	x.idHeader[0] = id
+	w.Header()["Request-Id"] = x.idHeader[:]
 	if x.dialect == stripeDialect {
 		// Stripe echoes the key on every answer; stripe-go reads it into
 		// LastResponse.IdempotencyKey.
@@ -236,7 +256,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	x.sw.ResponseWriter = w
-	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	r = r.WithContext(x)
 	defer wd.finish(x, r) // also when a drop fault panics
 	wd.serveFaulty(&x.sw, r, x)
 }
