@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,8 +22,9 @@ import (
 // ASCII, such as the request lines, on the stack, and hands any other, and
 // any WithAttrs or WithGroup, to a TextHandler on the same writer.
 type logHandler struct {
-	w    *lineWriter
-	text slog.Handler // the fallback
+	w     *lineWriter
+	text  slog.Handler // the fallback
+	clock timeCache
 }
 
 var _ slog.Handler = (*logHandler)(nil)
@@ -38,7 +41,7 @@ func (h *logHandler) WithGroup(name string) slog.Handler       { return h.text.W
 
 func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	var stack [512]byte // a request line is about 200 bytes
-	b, ok := appendRecord(stack[:0], &r)
+	b, ok := appendRecord(stack[:0], &r, &h.clock)
 	if !ok {
 		return h.text.Handle(ctx, r)
 	}
@@ -50,7 +53,7 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 // holds something it leaves to the TextHandler: a value that is neither a
 // string nor an integer, or text that the TextHandler might quote, bar the
 // empty string.
-func appendRecord(b []byte, r *slog.Record) ([]byte, bool) {
+func appendRecord(b []byte, r *slog.Record, clock *timeCache) ([]byte, bool) {
 	var level string
 	switch r.Level {
 	case slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError:
@@ -60,7 +63,7 @@ func appendRecord(b []byte, r *slog.Record) ([]byte, bool) {
 	}
 	if !r.Time.IsZero() {
 		b = append(b, "time="...)
-		b = appendRFC3339Millis(b, r.Time.Round(0))
+		b = clock.append(b, r.Time.Round(0))
 		b = append(b, ' ')
 	}
 	b = append(b, "level="...)
@@ -116,6 +119,31 @@ func appendRFC3339Millis(b []byte, t time.Time) []byte {
 	t = t.Truncate(time.Millisecond).Add(time.Millisecond / 10)
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b[:n+prefixLen], b[n+prefixLen+1:]...)
+}
+
+// timeCache keeps the latest time a logHandler wrote, formatted: the
+// requests of one millisecond, a dozen on a busy server, share the time
+// of their lines, and formatting it was the costliest part of a line.
+type timeCache struct {
+	last atomic.Pointer[formattedTime]
+}
+
+type formattedTime struct {
+	ms   int64 // Unix milliseconds
+	loc  *time.Location
+	text []byte
+}
+
+// append appends t as appendRFC3339Millis does.
+func (c *timeCache) append(b []byte, t time.Time) []byte {
+	ms, loc := t.UnixMilli(), t.Location()
+	if f := c.last.Load(); f != nil && f.ms == ms && f.loc == loc {
+		return append(b, f.text...)
+	}
+	n := len(b)
+	b = appendRFC3339Millis(b, t)
+	c.last.Store(&formattedTime{ms: ms, loc: loc, text: bytes.Clone(b[n:])})
+	return b
 }
 
 // lineWriter gathers what is written to it and writes it to out in one

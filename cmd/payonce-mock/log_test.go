@@ -98,13 +98,11 @@ func TestLogHandlerWritesTextHandlerLines(t *testing.T) {
 	}
 }
 
-// The request line, through the gateway, is the one TextHandler writes.
+// The fast path takes a request line.
 func TestLogHandlerRequestLine(t *testing.T) {
-	lw := newLineWriter(new(bytes.Buffer), time.Hour)
-	defer lw.Close()
 	r := slog.NewRecord(at, slog.LevelInfo, "request", 0)
 	r.AddAttrs(slog.String("method", "POST"), slog.String("key", ""), slog.Int("status", 200))
-	b, ok := appendRecord(nil, &r)
+	b, ok := appendRecord(nil, &r, new(timeCache))
 	require.True(t, ok, "the fast path takes a request line")
 	assert.Equal(t, "time=2026-12-02T06:30:01.234+01:00 level=INFO msg=request method=POST key=\"\" status=200\n", string(b))
 }
@@ -280,5 +278,16 @@ func BenchmarkRequestLog(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// Times are formatted once a millisecond, and each line still gets its
+// own: the cache tells milliseconds and locations apart.
+func TestTimeCache(t *testing.T) {
+	var c timeCache
+	utc := at.UTC()
+	for _, tm := range []time.Time{at, at, at.Add(999 * time.Microsecond), at.Add(time.Millisecond), utc,
+		utc.Add(-time.Millisecond), at.In(time.FixedZone("", -7200)), at, time.Unix(-1, 999e6).UTC(), time.Unix(-1, 0).UTC()} {
+		assert.Equal(t, string(appendRFC3339Millis(nil, tm)), string(c.append(nil, tm)), "%v", tm)
 	}
 }
