@@ -98,7 +98,7 @@ func description(p fields) (*string, *apiError) {
 	if utf8.RuneCountInString(s) > MaxDescriptionLength {
 		return nil, invalidParam("parameter_too_long", "description", "description must be at most 1000 characters")
 	}
-	return &s, nil
+	return nullable(s), nil // not &s, which would allocate s even when absent
 }
 
 // parseAmount reads s, the literal of an amount: a whole number of minor
@@ -180,7 +180,7 @@ func parseRefundParams(p fields) (rp refundParams, e *apiError) {
 			return rp, invalidParam("invalid_refund_reason", "reason",
 				"reason must be duplicate, fraudulent or requested_by_customer")
 		}
-		rp.reason = &reason
+		rp.reason = nullable(reason) // not &reason, which would allocate it even when absent
 	}
 	rp.metadata, e = p.metadata()
 	return rp, e
