@@ -42,6 +42,11 @@ func TestCreateCharge(t *testing.T) {
 	assert.Len(t, raw, 13)
 	assert.Nil(t, raw["description"])
 	assert.Equal(t, map[string]any{}, raw["metadata"])
+
+	// An empty description is one, not null.
+	r = h.post("/v1/charges", "order_3", `{"amount":100,"currency":"usd","payment_method":"tok_visa","description":""}`)
+	require.NoError(t, json.Unmarshal(r.Body, &raw))
+	assert.Equal(t, "", raw["description"])
 }
 
 func TestCreateChargeAuthorizeOnly(t *testing.T) {

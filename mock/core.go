@@ -98,7 +98,15 @@ func description(p fields) (*string, *apiError) {
 	if utf8.RuneCountInString(s) > MaxDescriptionLength {
 		return nil, invalidParam("parameter_too_long", "description", "description must be at most 1000 characters")
 	}
-	return nullable(s), nil // not &s, which would allocate s even when absent
+	return ptr(s), nil // not &s, which would allocate s even when absent
+}
+
+// ptr returns a pointer to a copy of s. Returning &s instead would move s
+// to the heap on every call, including those that return before it.
+func ptr(s string) *string {
+	p := new(string)
+	*p = s
+	return p
 }
 
 // parseAmount reads s, the literal of an amount: a whole number of minor
@@ -180,7 +188,7 @@ func parseRefundParams(p fields) (rp refundParams, e *apiError) {
 			return rp, invalidParam("invalid_refund_reason", "reason",
 				"reason must be duplicate, fraudulent or requested_by_customer")
 		}
-		rp.reason = nullable(reason) // not &reason, which would allocate it even when absent
+		rp.reason = ptr(reason) // not &reason, which would allocate it even when absent
 	}
 	rp.metadata, e = p.metadata()
 	return rp, e

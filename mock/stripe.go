@@ -440,15 +440,13 @@ func stripeRefundOf(ref *Refund) *stripeRefund {
 		Reason: ref.Reason, Status: ref.Status}
 }
 
-// nullable is s, or null for "". It allocates only for a non-empty s:
-// returning &s would move s to the heap on every call.
+// nullable is s, or null for "". It allocates only for a non-empty s (see
+// ptr).
 func nullable(s string) *string {
 	if s == "" {
 		return nil
 	}
-	p := new(string)
-	*p = s
-	return p
+	return ptr(s)
 }
 
 // stripeList is Stripe's list envelope.
