@@ -278,14 +278,21 @@ func declineOf(c *card) *apiError {
 // declined card leaves a failed charge, and the decline names it.
 func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent string) (*charge, *apiError) {
 	now := w.g.Now()
+	var id, sourceID string
+	if cp.viaSource {
+		id, sourceID = newIDPair("ch_", "card_")
+	} else {
+		id = newChargeID()
+	}
 	ch := &charge{
 		Charge: Charge{
-			ID: newChargeID(), Object: "charge", Amount: cp.amount, Currency: cp.currency,
+			ID: id, Object: "charge", Amount: cp.amount, Currency: cp.currency,
 			Status: StatusRequiresCapture, PaymentMethod: cp.paymentMethod,
 			Description: cp.description, Metadata: cp.metadata, Created: now.Unix(),
 		},
 		card:          *c,
 		viaSource:     cp.viaSource,
+		sourceID:      sourceID,
 		paymentIntent: intent,
 		key:           key,
 		at:            now,
@@ -298,9 +305,6 @@ func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent 
 		decline.Charge = ch.ID
 	case cp.capture:
 		ch.Status, ch.Captured, ch.AmountCaptured = StatusSucceeded, true, cp.amount
-	}
-	if cp.viaSource {
-		ch.sourceID = newID("card_", 15)
 	}
 	ch.seq = w.seq.Add(1)
 	ch.index = len(acct.charges)

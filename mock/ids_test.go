@@ -58,3 +58,12 @@ func TestReadRandomWipes(t *testing.T) {
 	defer randomBlocks.Put(b2)
 	assert.Equal(t, make([]byte, b2.off), b2.buf[:b2.off])
 }
+
+// A pair is two identifiers as newID makes them, and the pair's random
+// halves differ.
+func TestNewIDPair(t *testing.T) {
+	a, b := newIDPair("ch_", "card_")
+	assert.Regexp(t, `^ch_[a-z2-7]{24}$`, a)
+	assert.Regexp(t, `^card_[a-z2-7]{24}$`, b)
+	assert.NotEqual(t, a[3:], b[5:])
+}
