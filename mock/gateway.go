@@ -115,8 +115,9 @@ type world struct {
 	g           *Gateway
 	scopePrefix string
 	dialects    [numDialects]codec
-	accounts    sync.Map      // account ID → *account
-	seq         atomic.Uint64 // orders charges across accounts
+	accounts    sync.Map                // account ID → *account
+	lastAccount atomic.Pointer[account] // the one authenticate found last, without a Stripe-Account
+	seq         atomic.Uint64           // orders charges across accounts
 	faults      faultSet
 	chaos       chaos
 	hist        history
