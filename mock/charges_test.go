@@ -379,3 +379,19 @@ func TestUnknownRoutes(t *testing.T) {
 	r := h.send(req{method: "POST", path: "/v1/nope", apiKey: keyA, body: `{}`})
 	assert.Equal(t, "unknown_route", r.err(t).Code)
 }
+
+// Charges without metadata share one empty map inside the gateway: what
+// Charges returns is the caller's own, and writing into it changes no
+// charge.
+func TestChargesMetadataIsTheCallers(t *testing.T) {
+	h := setup(t)
+	a := h.charge(100)
+	h.charge(200)
+	ledger := h.srv.Charges()
+	require.Len(t, ledger, 2)
+	ledger[0].Metadata["order"] = "1"
+	for _, c := range h.srv.Charges() {
+		assert.Equal(t, map[string]string{}, c.Metadata)
+	}
+	assert.Equal(t, map[string]string{}, h.get("/v1/charges/"+a.ID).charge(t).Metadata)
+}

@@ -117,6 +117,7 @@ type world struct {
 	dialects    [numDialects]codec
 	accounts    sync.Map                // account ID → *account
 	lastAccount atomic.Pointer[account] // the one authenticate found last, without a Stripe-Account
+	noMetadata  map[string]string       // the empty Metadata of every charge that has none; never written
 	seq         atomic.Uint64           // orders charges across accounts
 	faults      faultSet
 	chaos       chaos
@@ -125,7 +126,7 @@ type world struct {
 
 func (g *Gateway) newWorld() (*world, error) {
 	gen := g.gen.Add(1) - 1
-	w := &world{g: g}
+	w := &world{g: g, noMetadata: map[string]string{}}
 	store := g.cfg.store
 	if store == nil {
 		store = idempotency.NewMemoryStore()
