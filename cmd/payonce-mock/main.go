@@ -29,7 +29,8 @@
 // It serves the API under /v1/, in payonce's JSON dialect and, for any
 // request with a form body or a Stripe-Version header, in Stripe's (so
 // stripe-go and stripe-node run against it unmodified), the control
-// surface under /_mock/ and /healthz (see docs/protocol.md), logs one line per request to stderr, and
+// surface under /_mock/ and /healthz (see docs/protocol.md), logs one line per request to stderr
+// (in slog's text format, written in batches, each some 2 ms after its first line), and
 // shuts down cleanly on SIGINT or SIGTERM. It is a test tool with an
 // unauthenticated control surface, so it refuses to listen on anything but
 // a loopback address unless given -allow-remote, and then warns at start.
