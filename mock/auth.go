@@ -53,10 +53,15 @@ func AccountID(apiKey string) string {
 }
 
 func accountID(sum *[sha256.Size]byte) string {
+	b := accountIDBytes(sum)
+	return string(b[:])
+}
+
+func accountIDBytes(sum *[sha256.Size]byte) [5 + 16]byte {
 	var b [5 + 16]byte
 	copy(b[:], "acct_")
 	hex.Encode(b[5:], sum[:8])
-	return string(b[:])
+	return b
 }
 
 // authenticate finds the account of r's API key, creating it on first use.
@@ -90,17 +95,24 @@ func (w *world) authenticate(r *http.Request, d dialect) (*account, *apiError) {
 				Message: "invalid API key: this gateway accepts only the keys it was started with"}
 		}
 	}
-	id := accountID(&sum)
+	b := accountIDBytes(&sum)
 	if d == stripeDialect {
 		connected, e := stripeAccount(r)
 		if e != nil {
 			return nil, e
 		}
 		if connected != "" {
-			id += "/" + connected
+			return w.account(string(b[:]) + "/" + connected), nil
 		}
 	}
-	return w.account(id), nil
+	// A test suite sends most of its requests with one key: its account
+	// is found again without building its ID or looking it up.
+	if a := w.lastAccount.Load(); a != nil && a.id == string(b[:]) {
+		return a, nil
+	}
+	a := w.account(string(b[:]))
+	w.lastAccount.Store(a)
+	return a, nil
 }
 
 func (w *world) account(id string) *account {

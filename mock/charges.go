@@ -42,7 +42,9 @@ type LedgerCharge struct {
 }
 
 // charge is a stored charge. Its Charge changes only under its account's
-// lock, and Metadata never changes once made.
+// lock, and Metadata never changes once made: an empty one is the world's
+// noMetadata, which every charge without metadata shares, so that nothing
+// may ever write into a charge's Metadata.
 type charge struct {
 	Charge
 	card      card   // the test card it was paid with

@@ -42,6 +42,11 @@ func TestCreateCharge(t *testing.T) {
 	assert.Len(t, raw, 13)
 	assert.Nil(t, raw["description"])
 	assert.Equal(t, map[string]any{}, raw["metadata"])
+
+	// An empty description is one, not null.
+	r = h.post("/v1/charges", "order_3", `{"amount":100,"currency":"usd","payment_method":"tok_visa","description":""}`)
+	require.NoError(t, json.Unmarshal(r.Body, &raw))
+	assert.Equal(t, "", raw["description"])
 }
 
 func TestCreateChargeAuthorizeOnly(t *testing.T) {
@@ -373,4 +378,20 @@ func TestUnknownRoutes(t *testing.T) {
 	// An unknown route needs no idempotency key, and says so first.
 	r := h.send(req{method: "POST", path: "/v1/nope", apiKey: keyA, body: `{}`})
 	assert.Equal(t, "unknown_route", r.err(t).Code)
+}
+
+// Charges without metadata share one empty map inside the gateway: what
+// Charges returns is the caller's own, and writing into it changes no
+// charge.
+func TestChargesMetadataIsTheCallers(t *testing.T) {
+	h := setup(t)
+	a := h.charge(100)
+	h.charge(200)
+	ledger := h.srv.Charges()
+	require.Len(t, ledger, 2)
+	ledger[0].Metadata["order"] = "1"
+	for _, c := range h.srv.Charges() {
+		assert.Equal(t, map[string]string{}, c.Metadata)
+	}
+	assert.Equal(t, map[string]string{}, h.get("/v1/charges/"+a.ID).charge(t).Metadata)
 }

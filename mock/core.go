@@ -98,7 +98,15 @@ func description(p fields) (*string, *apiError) {
 	if utf8.RuneCountInString(s) > MaxDescriptionLength {
 		return nil, invalidParam("parameter_too_long", "description", "description must be at most 1000 characters")
 	}
-	return &s, nil
+	return ptr(s), nil // not &s, which would allocate s even when absent
+}
+
+// ptr returns a pointer to a copy of s. Returning &s instead would move s
+// to the heap on every call, including those that return before it.
+func ptr(s string) *string {
+	p := new(string)
+	*p = s
+	return p
 }
 
 // parseAmount reads s, the literal of an amount: a whole number of minor
@@ -180,7 +188,7 @@ func parseRefundParams(p fields) (rp refundParams, e *apiError) {
 			return rp, invalidParam("invalid_refund_reason", "reason",
 				"reason must be duplicate, fraudulent or requested_by_customer")
 		}
-		rp.reason = &reason
+		rp.reason = ptr(reason) // not &reason, which would allocate it even when absent
 	}
 	rp.metadata, e = p.metadata()
 	return rp, e
@@ -270,17 +278,27 @@ func declineOf(c *card) *apiError {
 // declined card leaves a failed charge, and the decline names it.
 func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent string) (*charge, *apiError) {
 	now := w.g.Now()
+	var id, sourceID string
+	if cp.viaSource {
+		id, sourceID = newIDPair("ch_", "card_")
+	} else {
+		id = newChargeID()
+	}
 	ch := &charge{
 		Charge: Charge{
-			ID: newChargeID(), Object: "charge", Amount: cp.amount, Currency: cp.currency,
+			ID: id, Object: "charge", Amount: cp.amount, Currency: cp.currency,
 			Status: StatusRequiresCapture, PaymentMethod: cp.paymentMethod,
 			Description: cp.description, Metadata: cp.metadata, Created: now.Unix(),
 		},
 		card:          *c,
 		viaSource:     cp.viaSource,
+		sourceID:      sourceID,
 		paymentIntent: intent,
 		key:           key,
 		at:            now,
+	}
+	if len(ch.Metadata) == 0 && ch.Metadata != nil {
+		ch.Metadata = w.noMetadata // one fewer object per charge for the garbage collector
 	}
 	var decline *apiError
 	switch {
@@ -290,9 +308,6 @@ func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent 
 		decline.Charge = ch.ID
 	case cp.capture:
 		ch.Status, ch.Captured, ch.AmountCaptured = StatusSucceeded, true, cp.amount
-	}
-	if cp.viaSource {
-		ch.sourceID = newID("card_", 15)
 	}
 	ch.seq = w.seq.Add(1)
 	ch.index = len(acct.charges)

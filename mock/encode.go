@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // The Stripe charge is the answer to most requests in Stripe's dialect,
@@ -119,7 +120,9 @@ func appendJSONString(b []byte, s string) []byte {
 	for i := range len(s) {
 		switch c := s[i]; {
 		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			enc, _ := json.Marshal(s) // a string always marshals
+			// A clone, so that s does not escape through the interface:
+			// a charge being encoded can then stay on its caller's stack.
+			enc, _ := json.Marshal(strings.Clone(s)) // a string always marshals
 			return append(b, enc...)
 		}
 	}

@@ -115,8 +115,10 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 // writeLine writes body, which ends in a newline, in one Write.
 func writeLine(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	// The two values share one allocation; each slice is capped, so that
+	// appending to one never writes over the other.
+	v := &[2]string{"application/json", strconv.Itoa(len(body))}
+	h["Content-Type"], h["Content-Length"] = v[0:1:1], v[1:2:2]
 	w.WriteHeader(status)
 	w.Write(body)
 }

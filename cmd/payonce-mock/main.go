@@ -29,7 +29,8 @@
 // It serves the API under /v1/, in payonce's JSON dialect and, for any
 // request with a form body or a Stripe-Version header, in Stripe's (so
 // stripe-go and stripe-node run against it unmodified), the control
-// surface under /_mock/ and /healthz (see docs/protocol.md), logs one line per request to stderr, and
+// surface under /_mock/ and /healthz (see docs/protocol.md), logs one line per request to stderr
+// (in slog's text format, written in batches, each some 2 ms after its first line), and
 // shuts down cleanly on SIGINT or SIGTERM. It is a test tool with an
 // unauthenticated control surface, so it refuses to listen on anything but
 // a loopback address unless given -allow-remote, and then warns at start.
@@ -118,7 +119,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	// From here on everything goes to stderr through lw, so that the log's
+	// batches and the lines written directly stay in order.
+	lw := newLineWriter(stderr, flushDelay)
+	defer lw.Close() // last: after the store's and the server's last lines
+	logger := slog.New(newLogHandler(lw))
 	opts := []mock.Option{
 		mock.WithTTL(*ttl),
 		mock.WithMismatchStatus(*mismatch),
@@ -158,10 +163,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv := newServer(gw, logger, defaultTimeouts)
-	fmt.Fprintf(stderr, "payonce-mock: listening on http://%s\n", ln.Addr())
+	fmt.Fprintf(lw, "payonce-mock: listening on http://%s\n", ln.Addr())
 	if *allowRemote && checkLoopback(*addr) != nil {
-		warnRemote(stderr, ln.Addr(), *controlToken != "", len(keys) > 0)
+		warnRemote(lw, ln.Addr(), *controlToken != "", len(keys) > 0)
 	}
+	lw.Flush() // whoever waits for the listening line need not wait longer
 	logger.Info("started", "ttl", *ttl, "require_key", *requireKey, "chaos", *chaos, "seed", *seed,
 		"api_keys", len(keys), "mismatch_status", *mismatch, "store", storeDesc)
 

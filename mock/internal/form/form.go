@@ -82,7 +82,9 @@ func Parse(body string) (map[string]any, error) {
 		if err != nil {
 			return nil, &Error{Param: name, Reason: "bad percent-encoding in the value"}
 		}
-		if name != "" && strings.IndexAny(name, "[]") < 0 {
+		// (Two IndexByte calls, rather than IndexAny, which builds a set
+		// on every call.)
+		if name != "" && strings.IndexByte(name, '[') < 0 && strings.IndexByte(name, ']') < 0 {
 			// A plain name, as most are: set's first step, without the
 			// path it would need.
 			if _, exists := root[name]; exists {
