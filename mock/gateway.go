@@ -32,6 +32,7 @@ type Gateway struct {
 	stop     chan struct{} // closed when a Server closes: ends every hold
 	stopOnce sync.Once
 	control  *http.ServeMux
+	dl       deliveryRoot // webhook deliveries, across resets
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -85,6 +86,7 @@ func (g *Gateway) AdvanceClock(d time.Duration) {
 		panic("mock: AdvanceClock with a negative duration")
 	}
 	g.offset.Add(int64(d))
+	g.clockMoved()
 }
 
 // Reset returns the gateway to the state [New] left it in: no accounts,
@@ -96,7 +98,7 @@ func (g *Gateway) Reset() {
 	if err != nil {
 		panic("mock: reset: " + err.Error()) // the options were valid in New
 	}
-	g.world.Store(w)
+	g.world.Swap(w).stopHooks()
 }
 
 // codec is one wire dialect's resource routes and the idempotency
@@ -118,6 +120,7 @@ type world struct {
 	faults      faultSet
 	chaos       chaos
 	hist        history
+	hooks       hookState // webhook endpoints, events and deliveries
 }
 
 func (g *Gateway) newWorld() (*world, error) {
@@ -168,6 +171,7 @@ func (g *Gateway) newWorld() (*world, error) {
 	}
 	w.chaos.set(g.cfg.chaosRate, g.cfg.chaosSeed)
 	w.hist.limit, w.hist.maxBytes = g.cfg.historyLimit, g.cfg.historyBytes
+	w.initHooks()
 	return w, nil
 }
 
