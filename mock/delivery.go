@@ -74,10 +74,10 @@ func DefaultDeliveryBackoff(attempt int) time.Duration {
 
 // hookConfig is the webhook part of a gateway's config.
 type hookConfig struct {
-	remote      bool
-	policy      DeliveryPolicy
-	chaosRate   float64
-	chaosSeed   int64
+	remote    bool
+	policy    DeliveryPolicy
+	chaosRate float64
+	chaosSeed int64
 	policySet bool
 }
 

@@ -45,8 +45,8 @@ type event struct {
 	typ       string
 	created   int64
 	at        time.Time // created, to the nanosecond
-	account   string // the id of the account it happened in
-	connected string // the Stripe-Account it happened in, "" for none
+	account   string    // the id of the account it happened in
+	connected string    // the Stripe-Account it happened in, "" for none
 	requestID string
 	key       string // the request's idempotency key, "" for none
 	seq       uint64 // creation order across accounts
