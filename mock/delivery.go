@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/payonce/payonce/webhook"
 )
 
 // Delivery (docs/protocol.md §10.3): every event is POSTed, signed, to each
@@ -597,7 +599,11 @@ func (w *world) post(dv *delivery, ep *endpoint, copyWhileWaiting bool) (int, er
 	h := req.Header
 	h["Content-Type"] = []string{"application/json; charset=utf-8"}
 	h["User-Agent"] = []string{"Stripe/1.0 (+https://stripe.com/docs/webhooks)"}
-	h["Stripe-Signature"] = []string{signStripe(body, ep.secret, time.Now())}
+	sig, err := webhook.SignStripe(body, time.Now(), ep.secret)
+	if err != nil {
+		return 0, err
+	}
+	h["Stripe-Signature"] = []string{sig}
 	h["Cache-Control"] = []string{"no-cache"}
 	resp, err := d.client.Do(req)
 	if err != nil {
