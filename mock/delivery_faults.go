@@ -56,15 +56,21 @@ type DeliveryFault struct {
 	// Copies is how many extra copies DuplicateDelivery sends (default 1).
 	Copies int
 	// Spacing is the time between DuplicateDelivery's copies, on the
-	// gateway's clock; 0 sends them all at once.
+	// gateway's clock; 0 sends them all at once. The last copy may come at
+	// most [MaxDeliveryFaultDelay] after the event.
 	Spacing time.Duration
 	// Delay is how long DelayDelivery holds the first attempt, on the
-	// gateway's clock (default [DefaultFaultDelay]).
+	// gateway's clock (default [DefaultFaultDelay], at most
+	// [MaxDeliveryFaultDelay]).
 	Delay time.Duration
 }
 
-// maxDeliveryCopies bounds DeliveryFault.Copies.
-const maxDeliveryCopies = 100
+// Bounds of a DeliveryFault. Its times run on the gateway's clock, which
+// a test moves at will, so they may be long.
+const (
+	maxDeliveryCopies     = 100
+	MaxDeliveryFaultDelay = DefaultDeliveryMaxAge
+)
 
 func (f DeliveryFault) normalize() (DeliveryFault, error) {
 	if f.Times < 0 || f.Copies < 0 || f.Spacing < 0 || f.Delay < 0 {
@@ -87,8 +93,8 @@ func (f DeliveryFault) normalize() (DeliveryFault, error) {
 		if f.Copies > maxDeliveryCopies {
 			return f, fmt.Errorf("mock: at most %d copies", maxDeliveryCopies)
 		}
-		if f.Spacing > MaxFaultDelay {
-			return f, fmt.Errorf("mock: delivery fault spacing over %v", MaxFaultDelay)
+		if time.Duration(f.Copies)*f.Spacing > MaxDeliveryFaultDelay {
+			return f, fmt.Errorf("mock: delivery fault copies spaced over %v", MaxDeliveryFaultDelay)
 		}
 	case DelayDelivery:
 		if f.Copies != 0 || f.Spacing != 0 {
@@ -97,8 +103,8 @@ func (f DeliveryFault) normalize() (DeliveryFault, error) {
 		if f.Delay == 0 {
 			f.Delay = DefaultFaultDelay
 		}
-		if f.Delay > MaxFaultDelay {
-			return f, fmt.Errorf("mock: delivery fault delay over %v", MaxFaultDelay)
+		if f.Delay > MaxDeliveryFaultDelay {
+			return f, fmt.Errorf("mock: delivery fault delay over %v", MaxDeliveryFaultDelay)
 		}
 	case ConcurrentCopy, DropAnswer:
 		if f.Copies != 0 || f.Spacing != 0 || f.Delay != 0 {
@@ -139,7 +145,7 @@ func (f *DeliveryFault) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&j); err != nil {
 		return err
 	}
-	limit := MaxFaultDelay.Milliseconds()
+	limit := MaxDeliveryFaultDelay.Milliseconds()
 	if j.SpacingMS < 0 || j.DelayMS < 0 || j.SpacingMS > limit || j.DelayMS > limit {
 		return errors.New("mock: spacing_ms or delay_ms out of range")
 	}
