@@ -169,3 +169,29 @@ func TestEventsPayonceDialect(t *testing.T) {
 	assert.Equal(t, "false", ev.GetObjectValue("captured"))
 	assert.Equal(t, "k1", ev.Request.IdempotencyKey)
 }
+
+// payonce's dialect reads the same events.
+func TestEventsReadInPayonceDialect(t *testing.T) {
+	h := setup(t)
+	id := h.charge(1200).ID
+	r := h.get("/v1/events?type=charge.succeeded")
+	list := decode[struct {
+		Object string `json:"object"`
+		Data   []struct {
+			ID   string `json:"id"`
+			Type string `json:"type"`
+			Data struct {
+				Object struct {
+					ID string `json:"id"`
+				} `json:"object"`
+			} `json:"data"`
+		} `json:"data"`
+	}](t, r)
+	assert.Equal(t, "list", list.Object)
+	require.Len(t, list.Data, 1)
+	assert.Equal(t, id, list.Data[0].Data.Object.ID)
+	r = h.get("/v1/events/" + list.Data[0].ID)
+	assert.Equal(t, http.StatusOK, r.Status)
+	assert.Contains(t, string(r.Body), `"type":"charge.succeeded"`)
+	assert.Equal(t, http.StatusNotFound, h.get("/v1/events/evt_nope").Status)
+}

@@ -21,6 +21,7 @@ func (w *world) routes() *http.ServeMux {
 	mux.HandleFunc("POST /v1/charges/{id}/capture", w.captureChargeJSON)
 	mux.HandleFunc("POST /v1/refunds", w.createRefundJSON)
 	mux.HandleFunc("GET /v1/refunds/{id}", w.getRefundJSON)
+	w.readEventRoutes(mux)
 	return mux
 }
 

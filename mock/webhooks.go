@@ -408,6 +408,13 @@ func (w *world) listEndpointsStripe(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, http.StatusOK, &list)
 }
 
+// readEventRoutes adds the events' routes to a payonce-dialect mux: the
+// same events, in the same shape, as Stripe's dialect reads.
+func (w *world) readEventRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/events", w.listEventsStripe)
+	mux.HandleFunc("GET /v1/events/{id}", w.getEventStripe)
+}
+
 // eventRoutes adds the events' and the webhook endpoints' routes to a
 // Stripe-dialect mux.
 func (w *world) eventRoutes(mux *http.ServeMux) {
