@@ -231,3 +231,28 @@ func deliveryGoroutines() bool {
 	buf = buf[:runtime.Stack(buf, true)]
 	return strings.Contains(string(buf), "mock.(*world).schedule") || strings.Contains(string(buf), "mock.(*world).attempt")
 }
+
+// The mock reads a bounded part of an answer: an endpoint that streams
+// without end is delivered to, not waited on until the timeout.
+func TestDeliveryReadsBoundedAnswer(t *testing.T) {
+	sc, srv := stripeClient(t, keyA, mock.WithDeliveryPolicy(mock.DeliveryPolicy{MaxAttempts: 1, Timeout: time.Minute}))
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		chunk := make([]byte, 32<<10)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(endless.Close)
+	_, err := sc.V1WebhookEndpoints.Create(context.Background(), &stripe.WebhookEndpointCreateParams{
+		URL: stripe.String(endless.URL), EnabledEvents: stripe.StringSlice([]string{"*"})})
+	require.NoError(t, err)
+	charge(t, sc, "")
+	settle(t, srv)
+	recs := srv.Deliveries()
+	require.Len(t, recs, 1)
+	assert.Equal(t, mock.DeliveryDelivered, recs[0].Outcome, "%+v", recs[0])
+	assert.Less(t, recs[0].Duration, 30*time.Second)
+}
