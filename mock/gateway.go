@@ -92,7 +92,8 @@ func (g *Gateway) AdvanceClock(d time.Duration) {
 // Reset returns the gateway to the state [New] left it in: no accounts,
 // charges, refunds, idempotency records, faults, history or stats, and chaos
 // as its options set it. The clock keeps its time. Requests in flight
-// finish against the state they started with.
+// finish against the state they started with. Webhook endpoints, events,
+// delivery faults and deliveries go too: those pending are never made.
 func (g *Gateway) Reset() {
 	w, err := g.newWorld()
 	if err != nil {
