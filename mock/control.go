@@ -46,6 +46,7 @@ func (g *Gateway) controlRoutes() *http.ServeMux {
 		g.Reset()
 		writeOK(w)
 	})
+	g.deliveryControlRoutes(mux)
 	return mux
 }
 

@@ -20,6 +20,15 @@
 // keys without waiting, and the request history tells what the gateway did
 // with every request.
 //
+// Every change to a charge, a refund or a payment intent leaves a Stripe
+// event (GET /v1/events), which the gateway POSTs, signed as Stripe signs,
+// to the webhook endpoints of its account (POST /v1/webhook_endpoints) at
+// least once: retried on the gateway's clock until a 2xx, and duplicated,
+// delayed, sent concurrently or redelivered after a dropped answer when a
+// [DeliveryFault] says so. By default endpoints must be loopback URLs.
+// [Gateway.WaitDeliveries] waits until every delivery has settled, and
+// [Gateway.Close] ends them (docs/protocol.md §10).
+//
 // The shape follows net/http/httptest. [New] returns a [Gateway], an
 // [http.Handler] for socket-free tests; [NewServer] starts it on a loopback
 // port; [Gateway.Responder] plugs it into github.com/jarcoal/httpmock.

@@ -33,7 +33,8 @@ type Gateway struct {
 	stop     chan struct{} // closed when a Server closes: ends every hold
 	stopOnce sync.Once
 	control  *http.ServeMux
-	logPC    uintptr // the source of the request log's records
+	logPC    uintptr      // the source of the request log's records
+	dl       deliveryRoot // webhook deliveries, across resets
 }
 
 var _ http.Handler = (*Gateway)(nil)
@@ -87,18 +88,20 @@ func (g *Gateway) AdvanceClock(d time.Duration) {
 		panic("mock: AdvanceClock with a negative duration")
 	}
 	g.offset.Add(int64(d))
+	g.clockMoved()
 }
 
 // Reset returns the gateway to the state [New] left it in: no accounts,
 // charges, refunds, idempotency records, faults, history or stats, and chaos
 // as its options set it. The clock keeps its time. Requests in flight
-// finish against the state they started with.
+// finish against the state they started with. Webhook endpoints, events,
+// delivery faults and deliveries go too: those pending are never made.
 func (g *Gateway) Reset() {
 	w, err := g.newWorld()
 	if err != nil {
 		panic("mock: reset: " + err.Error()) // the options were valid in New
 	}
-	g.world.Store(w)
+	g.world.Swap(w).stopHooks()
 }
 
 // codec is one wire dialect's resource routes and the idempotency
@@ -122,6 +125,7 @@ type world struct {
 	faults      faultSet
 	chaos       chaos
 	hist        history
+	hooks       hookState // webhook endpoints, events and deliveries
 }
 
 func (g *Gateway) newWorld() (*world, error) {
@@ -172,6 +176,7 @@ func (g *Gateway) newWorld() (*world, error) {
 	}
 	w.chaos.set(g.cfg.chaosRate, g.cfg.chaosSeed)
 	w.hist.limit, w.hist.maxBytes = g.cfg.historyLimit, g.cfg.historyBytes
+	w.initHooks()
 	return w, nil
 }
 

@@ -37,6 +37,7 @@ type config struct {
 	controlToken   *[sha256.Size]byte // digest of the control token; nil checks the Host instead
 	logger         *slog.Logger
 	start          time.Time
+	hooks          hookConfig
 }
 
 // WithTTL sets how long a finished idempotency key is remembered (default

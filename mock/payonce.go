@@ -21,6 +21,7 @@ func (w *world) routes() *http.ServeMux {
 	mux.HandleFunc("POST /v1/charges/{id}/capture", w.captureChargeJSON)
 	mux.HandleFunc("POST /v1/refunds", w.createRefundJSON)
 	mux.HandleFunc("GET /v1/refunds/{id}", w.getRefundJSON)
+	w.readEventRoutes(mux)
 	return mux
 }
 
@@ -53,6 +54,7 @@ func (w *world) createChargeJSON(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, e := w.createCharge(exchangeOf(r.Context()).account, &cp, requestKey(r))
+	w.emitCharge(r, &ch, e)
 	if e != nil {
 		fail(rw, r, e)
 		return
@@ -142,6 +144,7 @@ func (w *world) captureChargeJSON(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, e := exchangeOf(r.Context()).account.captureCharge(r.PathValue("id"), amount, given)
+	w.emitCapture(r, &ch, e)
 	if e != nil {
 		fail(rw, r, e)
 		return
@@ -161,6 +164,7 @@ func (w *world) createRefundJSON(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, e := w.createRefund(exchangeOf(r.Context()).account, &rp)
+	w.emitRefund(r, ref, e)
 	if e != nil {
 		fail(rw, r, e)
 		return

@@ -90,4 +90,5 @@ func (s *Server) Client() *http.Client {
 func (s *Server) Close() {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.ts.Close()
+	s.Gateway.Close()
 }

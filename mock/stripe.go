@@ -107,6 +107,7 @@ func (w *world) stripeRoutes() *http.ServeMux {
 	mux.HandleFunc("POST /v1/payment_intents/{id}/cancel", w.cancelIntentStripe)
 	mux.HandleFunc("POST /v1/refunds", w.createRefundStripe)
 	mux.HandleFunc("GET /v1/refunds/{id}", w.getRefundStripe)
+	w.eventRoutes(mux)
 	return mux
 }
 
@@ -482,6 +483,7 @@ func (w *world) createChargeStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	cp.viaSource, cp.recordDecline = viaSource, true
 	ch, e := w.createCharge(exchangeOf(r.Context()).account, &cp, requestKey(r))
+	w.emitCharge(r, &ch, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
@@ -553,6 +555,7 @@ func (w *world) captureChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, e := exchangeOf(r.Context()).account.captureCharge(r.PathValue("id"), amount, given)
+	w.emitCapture(r, &ch, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
@@ -572,6 +575,7 @@ func (w *world) createRefundStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, e := w.createRefund(exchangeOf(r.Context()).account, &rp)
+	w.emitRefund(r, ref, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return

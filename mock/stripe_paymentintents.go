@@ -143,6 +143,7 @@ func (w *world) createIntentStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pi, e := w.createIntent(exchangeOf(r.Context()).account, &ip, requestKey(r))
+	w.emitIntent(r, intentCreate, &pi, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
@@ -198,6 +199,7 @@ func (w *world) confirmIntentStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pi, e := w.confirmIntent(exchangeOf(r.Context()).account, r.PathValue("id"), pm, requestKey(r))
+	w.emitIntent(r, intentConfirm, &pi, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
@@ -217,6 +219,7 @@ func (w *world) captureIntentStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pi, e := exchangeOf(r.Context()).account.captureIntent(r.PathValue("id"), amount, given)
+	w.emitIntent(r, intentCapture, &pi, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
@@ -236,6 +239,7 @@ func (w *world) cancelIntentStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pi, e := w.cancelIntent(exchangeOf(r.Context()).account, r.PathValue("id"), reason)
+	w.emitIntent(r, intentCancel, &pi, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return

@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("payonce-mock", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:12111", "`address` to listen on (loopback only, unless -allow-remote)")
-	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr (without -control-token, the control surface answers only a loopback Host, which stops browsers, not a client that sets Host itself; set -control-token to use it remotely)")
+	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr, and webhook endpoints beyond loopback (without -control-token, the control surface answers only a loopback Host, which stops browsers, not a client that sets Host itself; set -control-token to use it remotely)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long idempotency keys are remembered")
 	requireKey := fs.Bool("require-key", true, "require Idempotency-Key on POST in payonce's dialect (false lets keyless POSTs execute every time); Stripe's dialect never requires one")
 	chaos := fs.Float64("chaos", 0, "fraction of POSTs given a random fault, from 0 to 1")
@@ -135,6 +135,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *controlToken != "" {
 		opts = append(opts, mock.WithControlToken(*controlToken))
 	}
+	if *allowRemote {
+		opts = append(opts, mock.WithRemoteWebhooks()) // webhook endpoints beyond loopback too
+	}
 	if !*requireKey {
 		opts = append(opts, mock.WithOptionalKey())
 	}
@@ -158,6 +161,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
+	defer gw.Close() // ends webhook deliveries, after the server has shut down
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

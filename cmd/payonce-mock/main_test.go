@@ -484,3 +484,21 @@ func redacted(t *testing.T, raw string) string {
 	require.NoError(t, err)
 	return redactURL(u)
 }
+
+// -allow-remote also lets webhook endpoints be beyond loopback.
+func TestRunAllowRemoteWebhooks(t *testing.T) {
+	create := func(s *started) int {
+		form := url.Values{"url": {"https://hooks.example.com/stripe"}, "enabled_events[0]": {"*"}}
+		req, err := http.NewRequest("POST", s.url+"/v1/webhook_endpoints", strings.NewReader(form.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	assert.Equal(t, http.StatusBadRequest, create(start(t)), "loopback endpoints only by default")
+	assert.Equal(t, http.StatusOK, create(start(t, "-allow-remote")))
+}
