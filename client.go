@@ -13,8 +13,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Version is the version of this SDK, sent in the User-Agent header.
@@ -465,39 +463,12 @@ func isSafeMethod(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
-// newRetryClient returns the go-retryablehttp client for one call, wired to
-// the call's hooks. It is cheap: a struct inside the call, around the shared
-// *http.Client, and hooks that are plain functions, so it costs no
-// allocation of its own. checkRetryHook finds the call in the context, and
-// checkRetry leaves the wait in RetryWaitMin, which go-retryablehttp passes
-// to backoffHook.
-func (e *engine) newRetryClient(cl *call) *retryablehttp.Client {
-	cl.rc = retryablehttp.Client{
-		HTTPClient:   e.hc,
-		Logger:       nil, // we log through slog, and never the Authorization header
-		RetryMax:     e.cfg.maxRetries,
-		CheckRetry:   checkRetryHook,
-		Backoff:      backoffHook,
-		ErrorHandler: closeAndFail,
-	}
-	return &cl.rc
-}
-
-// closeAndFail is the go-retryablehttp ErrorHandler: when retries end, the
-// outcome is in the call's state, and the last body is closed.
-func closeAndFail(resp *http.Response, err error, _ int) (*http.Response, error) {
-	if resp != nil {
-		resp.Body.Close()
-	}
-	return nil, err
-}
-
 // Request is a request prepared by [Client.NewRequest]: the URL resolved,
 // the body encoded once, the idempotency key fixed. It is immutable, so it
 // can be sent again (with the same key) by another call to [Client.Do].
 type Request struct {
 	method string
-	url    string
+	url    url.URL // absolute
 	path   string
 	body   []byte
 	key    string
@@ -507,7 +478,7 @@ type Request struct {
 func (r *Request) Method() string { return r.method }
 
 // URL returns the absolute URL.
-func (r *Request) URL() string { return r.url }
+func (r *Request) URL() string { return r.url.String() }
 
 // IdempotencyKey returns the key sent with every attempt ("" for a GET
 // without one).
@@ -583,7 +554,7 @@ func (c *Client) NewRequest(method, path string, body any, key string) (*Request
 			return nil, fmt.Errorf("payonce: encode request body: %w", err)
 		}
 	}
-	return &Request{method: method, url: u.String(), path: u.Path, body: b, key: key}, nil
+	return &Request{method: method, url: u, path: u.Path, body: b, key: key}, nil
 }
 
 // isPlainPath reports whether url.Parse would return path as the Path alone:
@@ -669,7 +640,7 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if ctx == nil {
 		return nil, invalidf("nil context")
 	}
-	if req == nil || req.url == "" {
+	if req == nil || req.method == "" {
 		return nil, invalidf("nil or zero Request: use Client.NewRequest")
 	}
 	if req.key == "" && !isSafeMethod(req.method) {
@@ -677,19 +648,11 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	}
 	cl := newCall(c, req)
 	ctx = cl.context(ctx)
-	var body any
-	if req.body != nil {
-		body = req.body
-	}
-	rreq, err := retryablehttp.NewRequestWithContext(ctx, req.method, req.url, body)
-	if err != nil {
-		return nil, fmt.Errorf("payonce: %s %s: %w", req.method, req.path, err)
-	}
-	// The header values share one allocation; each slice is capped at its
-	// length, so that an append to one never writes into the next.
-	vals := [...]string{c.cfg.authorization.reveal(), "application/json", userAgent, "application/json", req.key}
-	vs := vals[:]
-	h := rreq.Header
+	// The header values share the call's allocation; each slice is capped at
+	// its length, so that an append to one never writes into the next.
+	cl.hdr = [...]string{c.cfg.authorization.reveal(), "application/json", userAgent, "application/json", req.key}
+	vs := cl.hdr[:]
+	h := make(http.Header, 5)
 	h["Authorization"] = vs[0:1:1]
 	h["Accept"] = vs[1:2:2]
 	h["User-Agent"] = vs[2:3:3]
@@ -699,17 +662,27 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if req.key != "" {
 		h["Idempotency-Key"] = vs[4:5:5]
 	}
+	// What http.NewRequestWithContext would build from the URL's string,
+	// without parsing it again: the URL is the call's copy of req's.
+	hreq := (&http.Request{
+		Method:        req.method,
+		URL:           &cl.url,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		ContentLength: int64(len(req.body)),
+		Host:          cl.url.Host,
+	}).WithContext(ctx)
+	c.eng.do(hreq, req.body, cl)
 
-	r, err := cl.finish(ctx, c.eng.do(rreq, cl), v)
+	r, err := cl.finish(ctx, v)
 	return r, cl.sc.scrubResult(err)
 }
 
 // finish turns the last attempt into the call's result.
-func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, error) {
+func (cl *call) finish(ctx context.Context, v any) (*Response, error) {
 	cl.settleBudget()
-	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.sc.scrubErr(doErr))
-	}
 	o := &cl.last
 	var resp *Response
 	if o.StatusCode != 0 {

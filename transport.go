@@ -11,14 +11,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"github.com/hashicorp/go-retryablehttp"
+	"time"
 )
 
 // The retry engine, and the *http.Client that hands it to other SDKs.
 //
-// There is one engine: go-retryablehttp's loop, driven by a *call's hooks
-// (retry.go), over one attempt client whose attemptTransport sets the
+// There is one engine: engine.do's loop, which a *call's checkRetry
+// (retry.go) steers, over one attempt client whose attemptTransport sets the
 // per-attempt timeout and makes every attempt impossible for net/http to
 // resend. Client.Do and engine.RoundTrip differ only in how they build the
 // request and what they make of the last attempt: a decoded resource for
@@ -88,14 +87,55 @@ func (cl *call) context(ctx context.Context) context.Context {
 }
 
 // do sends req, whose context carries cl, with every retry the policy, the
-// attempt limit, the deadline and the budget allow. The outcome of the last
-// attempt is in cl.last; the error is go-retryablehttp's.
-func (e *engine) do(req *retryablehttp.Request, cl *call) error {
-	resp, err := e.newRetryClient(cl).Do(req)
-	if resp != nil {
-		resp.Body.Close()
+// attempt limit, the deadline and the budget allow; every attempt sends
+// body, from its start. The outcome of the last attempt is in cl.last.
+//
+// It is the loop of go-retryablehttp's Client.Do, which the engine used to
+// run, without its request wrapper: checkRetry reads the attempt and decides,
+// and the wait it computed runs on a timer against the context, which ends
+// the call without another attempt. Unlike go-retryablehttp, it does not
+// ask the http.Client to close its idle connections then, which would make
+// every other call of the Client redial.
+func (e *engine) do(req *http.Request, body []byte, cl *call) {
+	ctx := req.Context()
+	for {
+		if body != nil {
+			req.Body = cl.requestBody(body)
+		}
+		resp, err := e.hc.Do(req)
+		retry := cl.checkRetry(ctx, resp, err)
+		if resp != nil {
+			resp.Body.Close() // checkRetry has kept what it needs of it
+		}
+		if !retry {
+			return
+		}
+		timer := time.NewTimer(cl.wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		// The next attempt gets a request of its own, as the transport may
+		// still hold this one (persistConn.writeLoop closes its body).
+		next := *req
+		req = &next
 	}
-	return err
+}
+
+// requestBody returns a reader of body for the next attempt. The first
+// attempt's reader is part of the call; a retry gets a new one, as the
+// transport may still hold the last one. It is an io.NopCloser around a
+// *bytes.Reader, which net/http knows to be in memory: it sends the
+// headers and a small body in one write.
+func (cl *call) requestBody(body []byte) io.ReadCloser {
+	r := &cl.firstBody
+	if cl.attempts > 0 {
+		r = new(bytes.Reader)
+	}
+	r.Reset(body)
+	return io.NopCloser(r)
 }
 
 // NewHTTPClient returns an *http.Client whose Transport runs payonce's retry
@@ -254,21 +294,13 @@ func (e *engine) RoundTrip(req *http.Request) (*http.Response, error) {
 	// server may echo it: keep it out of the errors, the log and what the
 	// policy sees, as the typed client keeps out its own.
 	cl.sc = e.scrubberFor(req.Header.Get("Authorization"))
-	ctx := cl.context(req.Context())
-	r := req.WithContext(ctx) // a shallow copy, which go-retryablehttp may change
+	r := req.WithContext(cl.context(req.Context())) // a shallow copy, which the engine may change
 	r.Header, r.Body, r.GetBody = h, nil, nil
-	rreq, err := retryablehttp.FromRequest(r)
-	if err == nil && body != nil {
-		err = rreq.SetBody(body)
+	if body != nil {
+		r.ContentLength = int64(len(body))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("payonce: %s %s: %w", req.Method, req.URL.Path, err)
-	}
-	doErr := e.do(rreq, cl)
+	e.do(r, body, cl)
 	cl.settleBudget()
-	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.sc.scrubErr(doErr))
-	}
 	answered, failure := cl.verdict()
 	if answered {
 		return cl.response(req), nil
