@@ -663,8 +663,9 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 		h["Idempotency-Key"] = vs[4:5:5]
 	}
 	// What http.NewRequestWithContext would build from the URL's string,
-	// without parsing it again: the URL is the call's copy of req's.
-	hreq := (&http.Request{
+	// without parsing it again, inside the call: the URL is the call's copy
+	// of req's.
+	cl.req = *(&http.Request{
 		Method:        req.method,
 		URL:           &cl.url,
 		Proto:         "HTTP/1.1",
@@ -674,7 +675,7 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 		ContentLength: int64(len(req.body)),
 		Host:          cl.url.Host,
 	}).WithContext(ctx)
-	c.eng.do(hreq, req.body, cl)
+	c.eng.do(&cl.req, req.body, cl)
 
 	r, err := cl.finish(ctx, v)
 	return r, cl.sc.scrubResult(err)

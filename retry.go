@@ -239,11 +239,16 @@ type call struct {
 	last          attemptOutcome
 	wait          time.Duration // before the next attempt, when checkRetry asks for one
 
-	// What Client.Do sends, kept here so that a call costs few allocations:
-	// the URL, the header values, and the first attempt's body reader.
-	url       url.URL
-	hdr       [5]string
-	firstBody bytes.Reader
+	// What the call sends, kept here so that a call costs few allocations:
+	// its context, and, for Client.Do, its request, URL and header values;
+	// the first attempt's body reader, and what attemptTransport makes for
+	// the first attempt.
+	ctx          callContext
+	req          http.Request
+	url          url.URL
+	hdr          [5]string
+	firstBody    bytes.Reader
+	firstAttempt attempt
 
 	trace            httptrace.ClientTrace
 	getConn, gotConn atomic.Bool // per attempt: whether a connection was asked for, obtained
@@ -537,8 +542,15 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	ctx, cancel := context.WithTimeoutCause(parent, t.timeout, errAttemptTimeout)
 	// The attempt's request and its response body's wrapper, in one
-	// allocation.
-	a := &attempt{req: *req.WithContext(ctx)}
+	// allocation, or none for the first attempt: RoundTrip runs once per
+	// attempt, on the goroutine of engine.do, before checkRetry counts it.
+	var a *attempt
+	if cl != nil && cl.attempts == 0 {
+		a = &cl.firstAttempt
+	} else {
+		a = new(attempt)
+	}
+	a.req = *req.WithContext(ctx)
 	resp, err := t.base.RoundTrip(unreplayable(&a.req))
 	if err != nil {
 		err = t.mapErr(parent, ctx, err)

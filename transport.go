@@ -81,9 +81,26 @@ func newEngine(cfg *config) *engine {
 	return &engine{cfg: cfg, hc: newHTTPClient(cfg.httpClient, cfg.attemptTimeout)}
 }
 
-// context returns ctx carrying the call, for the hooks and attemptTransport.
+// context returns ctx carrying the call, for attemptTransport, and its
+// trace.
 func (cl *call) context(ctx context.Context) context.Context {
-	return httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, cl), &cl.trace)
+	cl.ctx = callContext{Context: ctx, cl: cl}
+	return httptrace.WithClientTrace(&cl.ctx, &cl.trace)
+}
+
+// callContext is a context carrying a call as the value of callKey{}, as
+// context.WithValue(ctx, callKey{}, cl) would, but inside the call, so that
+// it costs no allocation of its own.
+type callContext struct {
+	context.Context
+	cl *call
+}
+
+func (c *callContext) Value(key any) any {
+	if key == (callKey{}) {
+		return c.cl
+	}
+	return c.Context.Value(key)
 }
 
 // do sends req, whose context carries cl, with every retry the policy, the
