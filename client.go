@@ -455,7 +455,7 @@ func (c *Client) scrub(s string) string { return c.cfg.scrubber.scrub(s) }
 
 // requestID is the gateway's Request-Id, scrubbed and then clipped.
 func (cl *call) requestID(h http.Header) string {
-	return cl.sc.clean(h.Get("Request-Id"), maxHeaderLen)
+	return cl.sc.clean(headerValue(h, "Request-Id"), maxHeaderLen)
 }
 
 // isSafeMethod reports whether a method is sent without a generated key.

@@ -102,7 +102,7 @@ func DefaultRetryPolicy(a *Attempt) (retry bool, reason string) {
 		}
 		return true, describeErr(a.Err)
 	}
-	switch a.Header.Get("Stripe-Should-Retry") {
+	switch headerValue(a.Header, "Stripe-Should-Retry") {
 	case "true":
 		return true, fmt.Sprintf("the gateway asked for a retry (%d, Stripe-Should-Retry)", a.StatusCode)
 	case "false":
