@@ -186,7 +186,7 @@ func (cl *call) requestBody(body []byte) io.ReadCloser {
 //   - the engine makes every resend itself: net/http cannot replay an
 //     attempt, whatever base transport is given, so the attempt count, the
 //     log, the backoff and the budget see each one; redirects are never
-//     followed;
+//     followed, and a 3xx is never retried (see below);
 //   - what is retried is [DefaultRetryPolicy]'s (or WithRetryPolicy's):
 //     among others 429 (Stripe's lock_timeout included), 5xx, 409
 //     idempotency_key_in_use and transport failures; Stripe-Should-Retry
@@ -196,7 +196,8 @@ func (cl *call) requestBody(body []byte) io.ReadCloser {
 //     credentials, or a bare key) are scrubbed, as [NewClient] scrubs its
 //     API key, from every error the transport returns, from the log and
 //     from what a RetryPolicy sees, whatever the server echoes. A response
-//     returned to the SDK is the server's, untouched.
+//     returned to the SDK is the server's, untouched but for
+//     AttemptsHeader and an unparsable Location (see below).
 //
 // The result is the last response, its body buffered, with [AttemptsHeader]
 // set, unless the outcome is unknown: when retries end after an attempt that
@@ -207,6 +208,15 @@ func (cl *call) requestBody(body []byte) io.ReadCloser {
 // SDK's own wrapping (stripe-go returns the client's error as it is). A
 // definite answer (a 2xx, a 4xx, a replay, a 429 after the last retry) is
 // returned as the response, for the SDK to read.
+//
+// A 3xx is outside the gateway's contract. To a POST (any method but GET,
+// HEAD and OPTIONS) its outcome is unknown, as what happened before the
+// redirect is unknown. To a GET it is the answer: the response, never
+// followed, whatever its Location says, with one change. http.Client parses
+// the Location of a 301, 302, 303, 307 or 308 it could follow before asking
+// CheckRedirect, and fails the request when it does not parse, with an
+// error quoting it that the engine cannot scrub. So such a Location is
+// dropped from the response, which reaches the SDK as every 3xx does.
 func NewHTTPClient(opts ...Option) (*http.Client, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -367,9 +377,33 @@ func (cl *call) response(req *http.Request) *http.Response {
 		resp.Header = http.Header{}
 	}
 	resp.Header[AttemptsHeader] = []string{strconv.Itoa(cl.attempts)}
+	dropUnparsableLocation(&resp, req)
 	resp.Body = io.NopCloser(bytes.NewReader(o.raw))
 	resp.ContentLength = int64(len(o.raw))
 	resp.TransferEncoding = nil
 	resp.Request = req
 	return &resp
+}
+
+// dropUnparsableLocation removes the Location of resp, the answer to req,
+// when http.Client would parse it, and fail the request because it does
+// not parse (see NewHTTPClient). It parses it as http.Client does, and
+// only for the statuses of a redirect it could follow (its
+// redirectBehavior): a 307 or 308 to a request with a body it cannot
+// rewind is returned as it is.
+func dropUnparsableLocation(resp *http.Response, req *http.Request) {
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther:
+	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if req.GetBody == nil && req.Body != nil && req.Body != http.NoBody {
+			return
+		}
+	default:
+		return
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if _, err := req.URL.Parse(loc); err != nil {
+			delete(resp.Header, "Location")
+		}
+	}
 }
