@@ -60,7 +60,7 @@ type config struct {
 	maxRetryAfter  time.Duration
 	logger         *slog.Logger
 	allowPlainHTTP bool
-	retryPolicy    RetryPolicy
+	retryPolicy    RetryPolicy // nil: DefaultRetryPolicy, which checkRetry calls directly
 	backoff        BackoffFunc
 	budget         *RetryBudget // nil: retries are bounded by maxRetries alone
 	budgetSet      bool
@@ -80,7 +80,6 @@ func newConfig(opts []Option) (config, error) {
 		attemptTimeout: DefaultAttemptTimeout,
 		maxRetryAfter:  DefaultMaxRetryAfter,
 		logger:         slog.New(slog.DiscardHandler),
-		retryPolicy:    DefaultRetryPolicy,
 		backoff:        DefaultBackoff,
 		keyHeader:      "Idempotency-Key",
 		maxRequestBody: DefaultMaxRequestBody,
@@ -527,7 +526,11 @@ func (c *Client) NewRequest(method, path string, body any, key string) (*Request
 		}
 	}
 	u := *c.cfg.baseURL
-	u.Path = c.cfg.baseURL.Path + "/" + p
+	if u.Path == "" && len(p) < len(ref.Path) {
+		u.Path = ref.Path // "/" + p already (the services' paths start with "/")
+	} else {
+		u.Path = u.Path + "/" + p
+	}
 	u.RawPath = ""
 	if ref.RawPath != "" || c.cfg.baseURL.RawPath != "" {
 		u.RawPath = c.cfg.baseURL.EscapedPath() + "/" + strings.TrimPrefix(ref.EscapedPath(), "/")

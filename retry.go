@@ -300,13 +300,14 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	if !cl.skipped.Load() {
 		cl.pendingCost = 0 // the retry it paid for was made
 	}
-	o := attemptOutcome{Attempt: Attempt{Number: cl.attempts, Method: cl.method, Path: cl.path, Err: err}}
+	o := &cl.last
+	*o = attemptOutcome{Attempt: Attempt{Number: cl.attempts, Method: cl.method, Path: cl.path, Err: err}}
 	if resp != nil && err != nil {
 		resp.Body.Close()
 	} else if resp != nil {
 		restoreLocation(resp)
 		o.StatusCode, o.Header, o.resp = resp.StatusCode, resp.Header, resp
-		cl.readResponse(resp, &o)
+		cl.readResponse(resp, o)
 	}
 	if mayHaveExecuted(&o.Attempt, cl.sent()) {
 		cl.ambiguous = true
@@ -316,7 +317,15 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		// it is final whatever its status, and the policy is not asked.
 		o.retry, o.reason = false, "replayed stored outcome"
 	} else {
-		o.retry, o.reason = cl.e.cfg.retryPolicy(&o.Attempt)
+		if policy := cl.e.cfg.retryPolicy; policy == nil {
+			o.retry, o.reason = DefaultRetryPolicy(&o.Attempt)
+		} else {
+			// The caller's policy gets an Attempt of its own, as it always
+			// has: it may keep it, and what it changes counts.
+			a := o.Attempt
+			o.retry, o.reason = policy(&a)
+			o.Attempt = a
+		}
 		// A policy may explain itself with what the server sent.
 		o.reason = cl.sc.scrub(o.reason)
 		if o.retry && cl.unkeyed && (o.StatusCode != 0 || (cl.sent() && !notSent(o.Err))) {
@@ -324,9 +333,8 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 			o.retry, o.reason = false, "no idempotency key: not resent once it may have reached the gateway"
 		}
 	}
-	cl.last = o
 	if !o.retry {
-		cl.refund(&o)
+		cl.refund(o)
 	}
 	if !o.retry || ctx.Err() != nil || cl.attempts > cl.e.cfg.maxRetries {
 		return false
