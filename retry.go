@@ -383,9 +383,9 @@ func (cl *call) sent() bool {
 	return !cl.skipped.Load() && !(cl.getConn.Load() && !cl.gotConn.Load())
 }
 
-// readResponse reads the body within the size limit, and closes it, and
-// keeps it in o: the 2xx bytes for decoding, the parsed error
-// for the retry decision.
+// readResponse reads the body within the size limit, closes it, and keeps
+// it in o: the 2xx bytes for decoding, the parsed error for the retry
+// decision.
 func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 	orig := resp.Body
 	defer orig.Close()
