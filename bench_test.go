@@ -185,3 +185,48 @@ func plainPost(ctx context.Context, hc *http.Client, baseURL string, params *Cha
 	}
 	return nil
 }
+
+// BenchmarkOverhead measures Charges.Create against both plain baselines
+// in one benchmark, alternating them in short rounds on one server, so that
+// a neighbour's load on a shared machine slows all three alike. It reports
+// the ratios, of the wall time and of the process's CPU time (server
+// included, which does the same work for all three), per call:
+//
+//	go test -run '^$' -bench Overhead -count 10 . | benchstat -
+//
+// Its ns/op is that of one round, one call of each, and means little.
+func BenchmarkOverhead(b *testing.B) {
+	srv := benchGateway(b)
+	c := benchClient(b, srv)
+	plain, plainTimeout := plainHTTPClient(0), plainHTTPClient(DefaultAttemptTimeout)
+	ctx := context.Background()
+	params := chargeParams("")
+	calls := [...]func() error{
+		func() error { return createOnce(ctx, c, params) },
+		func() error { return plainPost(ctx, plain, srv.URL, params) },
+		func() error { return plainPost(ctx, plainTimeout, srv.URL, params) },
+	}
+	const round = 10 // calls of one kind in a row, timed together
+	var wall, cpu [len(calls)]time.Duration
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		for k := range calls {
+			k := (k + i) % len(calls) // each goes first in turn
+			w0, c0 := time.Now(), processCPU()
+			for range round {
+				if err := calls[k](); err != nil {
+					b.Fatal(err)
+				}
+			}
+			wall[k] += time.Since(w0)
+			cpu[k] += processCPU() - c0
+		}
+	}
+	ratio := func(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
+	b.ReportMetric(ratio(wall[0], wall[1]), "client/plain")
+	b.ReportMetric(ratio(wall[0], wall[2]), "client/plain-timeout")
+	if cpu[1] > 0 {
+		b.ReportMetric(ratio(cpu[0], cpu[1]), "client/plain-cpu")
+		b.ReportMetric(ratio(cpu[0], cpu[2]), "client/plain-timeout-cpu")
+	}
+}

@@ -100,7 +100,7 @@ func (s *ChargesService) Create(ctx context.Context, params *ChargeParams) (*Cha
 	case params.PaymentMethod == "":
 		return nil, invalidf("create charge: payment method is required")
 	}
-	return do[Charge](ctx, s.client, http.MethodPost, "v1/charges", params, params.IdempotencyKey)
+	return do[Charge](ctx, s.client, http.MethodPost, "/v1/charges", params, params.IdempotencyKey)
 }
 
 // Get returns the charge with the given id (an *[Error] matching
@@ -109,7 +109,7 @@ func (s *ChargesService) Get(ctx context.Context, id string) (*Charge, error) {
 	if err := validateID("get charge", "charge id", id); err != nil {
 		return nil, err
 	}
-	return do[Charge](ctx, s.client, http.MethodGet, "v1/charges/"+id, nil, "")
+	return do[Charge](ctx, s.client, http.MethodGet, "/v1/charges/"+id, nil, "")
 }
 
 // Capture captures an authorised charge. A nil params captures the full
@@ -125,7 +125,7 @@ func (s *ChargesService) Capture(ctx context.Context, id string, params *Capture
 	if params.Amount < 0 {
 		return nil, invalidf("capture charge: amount must not be negative, got %d", params.Amount)
 	}
-	return do[Charge](ctx, s.client, http.MethodPost, "v1/charges/"+id+"/capture", params, params.IdempotencyKey)
+	return do[Charge](ctx, s.client, http.MethodPost, "/v1/charges/"+id+"/capture", params, params.IdempotencyKey)
 }
 
 // List iterates over the account's charges, newest first, fetching pages
@@ -165,7 +165,7 @@ func (s *ChargesService) List(ctx context.Context, params *ChargeListParams) ite
 			if after != "" {
 				q.Set("starting_after", after)
 			}
-			path := "v1/charges"
+			path := "/v1/charges"
 			if len(q) > 0 {
 				path += "?" + q.Encode()
 			}

@@ -13,8 +13,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Version is the version of this SDK, sent in the User-Agent header.
@@ -62,7 +60,7 @@ type config struct {
 	maxRetryAfter  time.Duration
 	logger         *slog.Logger
 	allowPlainHTTP bool
-	retryPolicy    RetryPolicy
+	retryPolicy    RetryPolicy // nil: DefaultRetryPolicy, which checkRetry calls directly
 	backoff        BackoffFunc
 	budget         *RetryBudget // nil: retries are bounded by maxRetries alone
 	budgetSet      bool
@@ -82,7 +80,6 @@ func newConfig(opts []Option) (config, error) {
 		attemptTimeout: DefaultAttemptTimeout,
 		maxRetryAfter:  DefaultMaxRetryAfter,
 		logger:         slog.New(slog.DiscardHandler),
-		retryPolicy:    DefaultRetryPolicy,
 		backoff:        DefaultBackoff,
 		keyHeader:      "Idempotency-Key",
 		maxRequestBody: DefaultMaxRequestBody,
@@ -457,7 +454,7 @@ func (c *Client) scrub(s string) string { return c.cfg.scrubber.scrub(s) }
 
 // requestID is the gateway's Request-Id, scrubbed and then clipped.
 func (cl *call) requestID(h http.Header) string {
-	return cl.sc.clean(h.Get("Request-Id"), maxHeaderLen)
+	return cl.sc.clean(headerValue(h, "Request-Id"), maxHeaderLen)
 }
 
 // isSafeMethod reports whether a method is sent without a generated key.
@@ -465,39 +462,12 @@ func isSafeMethod(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
-// newRetryClient returns the go-retryablehttp client for one call, wired to
-// the call's hooks. It is cheap: a struct inside the call, around the shared
-// *http.Client, and hooks that are plain functions, so it costs no
-// allocation of its own. checkRetryHook finds the call in the context, and
-// checkRetry leaves the wait in RetryWaitMin, which go-retryablehttp passes
-// to backoffHook.
-func (e *engine) newRetryClient(cl *call) *retryablehttp.Client {
-	cl.rc = retryablehttp.Client{
-		HTTPClient:   e.hc,
-		Logger:       nil, // we log through slog, and never the Authorization header
-		RetryMax:     e.cfg.maxRetries,
-		CheckRetry:   checkRetryHook,
-		Backoff:      backoffHook,
-		ErrorHandler: closeAndFail,
-	}
-	return &cl.rc
-}
-
-// closeAndFail is the go-retryablehttp ErrorHandler: when retries end, the
-// outcome is in the call's state, and the last body is closed.
-func closeAndFail(resp *http.Response, err error, _ int) (*http.Response, error) {
-	if resp != nil {
-		resp.Body.Close()
-	}
-	return nil, err
-}
-
 // Request is a request prepared by [Client.NewRequest]: the URL resolved,
 // the body encoded once, the idempotency key fixed. It is immutable, so it
 // can be sent again (with the same key) by another call to [Client.Do].
 type Request struct {
 	method string
-	url    string
+	url    url.URL // absolute
 	path   string
 	body   []byte
 	key    string
@@ -507,7 +477,7 @@ type Request struct {
 func (r *Request) Method() string { return r.method }
 
 // URL returns the absolute URL.
-func (r *Request) URL() string { return r.url }
+func (r *Request) URL() string { return r.url.String() }
 
 // IdempotencyKey returns the key sent with every attempt ("" for a GET
 // without one).
@@ -556,7 +526,11 @@ func (c *Client) NewRequest(method, path string, body any, key string) (*Request
 		}
 	}
 	u := *c.cfg.baseURL
-	u.Path = c.cfg.baseURL.Path + "/" + p
+	if u.Path == "" && len(p) < len(ref.Path) {
+		u.Path = ref.Path // "/" + p already (the services' paths start with "/")
+	} else {
+		u.Path = u.Path + "/" + p
+	}
 	u.RawPath = ""
 	if ref.RawPath != "" || c.cfg.baseURL.RawPath != "" {
 		u.RawPath = c.cfg.baseURL.EscapedPath() + "/" + strings.TrimPrefix(ref.EscapedPath(), "/")
@@ -583,7 +557,7 @@ func (c *Client) NewRequest(method, path string, body any, key string) (*Request
 			return nil, fmt.Errorf("payonce: encode request body: %w", err)
 		}
 	}
-	return &Request{method: method, url: u.String(), path: u.Path, body: b, key: key}, nil
+	return &Request{method: method, url: u, path: u.Path, body: b, key: key}, nil
 }
 
 // isPlainPath reports whether url.Parse would return path as the Path alone:
@@ -669,7 +643,7 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if ctx == nil {
 		return nil, invalidf("nil context")
 	}
-	if req == nil || req.url == "" {
+	if req == nil || req.method == "" {
 		return nil, invalidf("nil or zero Request: use Client.NewRequest")
 	}
 	if req.key == "" && !isSafeMethod(req.method) {
@@ -677,19 +651,11 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	}
 	cl := newCall(c, req)
 	ctx = cl.context(ctx)
-	var body any
-	if req.body != nil {
-		body = req.body
-	}
-	rreq, err := retryablehttp.NewRequestWithContext(ctx, req.method, req.url, body)
-	if err != nil {
-		return nil, fmt.Errorf("payonce: %s %s: %w", req.method, req.path, err)
-	}
-	// The header values share one allocation; each slice is capped at its
-	// length, so that an append to one never writes into the next.
-	vals := [...]string{c.cfg.authorization.reveal(), "application/json", userAgent, "application/json", req.key}
-	vs := vals[:]
-	h := rreq.Header
+	// The header values share the call's allocation; each slice is capped at
+	// its length, so that an append to one never writes into the next.
+	cl.hdr = [...]string{c.cfg.authorization.reveal(), "application/json", userAgent, "application/json", req.key}
+	vs := cl.hdr[:]
+	h := make(http.Header, 5)
 	h["Authorization"] = vs[0:1:1]
 	h["Accept"] = vs[1:2:2]
 	h["User-Agent"] = vs[2:3:3]
@@ -699,17 +665,28 @@ func (c *Client) Do(ctx context.Context, req *Request, v any) (*Response, error)
 	if req.key != "" {
 		h["Idempotency-Key"] = vs[4:5:5]
 	}
+	// What http.NewRequestWithContext would build from the URL's string,
+	// without parsing it again, inside the call: the URL is the call's copy
+	// of req's.
+	cl.req = *(&http.Request{
+		Method:        req.method,
+		URL:           &cl.url,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		ContentLength: int64(len(req.body)),
+		Host:          cl.url.Host,
+	}).WithContext(ctx)
+	c.eng.do(&cl.req, req.body, cl)
 
-	r, err := cl.finish(ctx, c.eng.do(rreq, cl), v)
+	r, err := cl.finish(ctx, v)
 	return r, cl.sc.scrubResult(err)
 }
 
 // finish turns the last attempt into the call's result.
-func (cl *call) finish(ctx context.Context, doErr error, v any) (*Response, error) {
+func (cl *call) finish(ctx context.Context, v any) (*Response, error) {
 	cl.settleBudget()
-	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.sc.scrubErr(doErr))
-	}
 	o := &cl.last
 	var resp *Response
 	if o.StatusCode != 0 {

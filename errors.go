@@ -317,7 +317,19 @@ func newAPIError(status int, h http.Header, body []byte, tooLarge bool, readErr 
 
 // isReplayed reports whether a response is a replay of a key's stored
 // outcome.
-func isReplayed(h http.Header) bool { return strings.EqualFold(h.Get("Idempotent-Replayed"), "true") }
+func isReplayed(h http.Header) bool {
+	return strings.EqualFold(headerValue(h, "Idempotent-Replayed"), "true")
+}
+
+// headerValue is h.Get(key) for a key already in canonical form, which it
+// does not canonicalise again: the client reads a few headers of every
+// response, several times.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // redirectTarget names where a redirect pointed, by origin only: a path or
 // query from the server is not worth copying into an error.

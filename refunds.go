@@ -52,7 +52,7 @@ func (s *RefundsService) Create(ctx context.Context, params *RefundParams) (*Ref
 	if params.Amount < 0 {
 		return nil, invalidf("create refund: amount must not be negative, got %d", params.Amount)
 	}
-	return do[Refund](ctx, s.client, http.MethodPost, "v1/refunds", params, params.IdempotencyKey)
+	return do[Refund](ctx, s.client, http.MethodPost, "/v1/refunds", params, params.IdempotencyKey)
 }
 
 // Get returns the refund with the given id (an *[Error] matching
@@ -61,7 +61,7 @@ func (s *RefundsService) Get(ctx context.Context, id string) (*Refund, error) {
 	if err := validateID("get refund", "refund id", id); err != nil {
 		return nil, err
 	}
-	return do[Refund](ctx, s.client, http.MethodGet, "v1/refunds/"+id, nil, "")
+	return do[Refund](ctx, s.client, http.MethodGet, "/v1/refunds/"+id, nil, "")
 }
 
 func (r *Refund) setLastResponse(resp *Response) { r.LastResponse = resp }

@@ -1,6 +1,7 @@
 package payonce
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,13 +14,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Retry defaults, chosen for a checkout request that a person is waiting on.
@@ -102,7 +102,7 @@ func DefaultRetryPolicy(a *Attempt) (retry bool, reason string) {
 		}
 		return true, describeErr(a.Err)
 	}
-	switch a.Header.Get("Stripe-Should-Retry") {
+	switch headerValue(a.Header, "Stripe-Should-Retry") {
 	case "true":
 		return true, fmt.Sprintf("the gateway asked for a retry (%d, Stripe-Should-Retry)", a.StatusCode)
 	case "false":
@@ -210,14 +210,13 @@ func (c *Client) retryWait(retry int, h http.Header, now time.Time) time.Duratio
 }
 
 // ---------------------------------------------------------------------------
-// The mechanics: one call's state, consulted by go-retryablehttp's hooks.
+// The mechanics: one call's state, which engine.do's loop consults.
 //
-// go-retryablehttp's CheckRetry sees the context but not the request, and the
-// response body is closed before Backoff runs. So each call carries a *call:
-// CheckRetry reads and keeps the body, classifies the attempt, computes the
-// wait (and gives up when it would pass the caller's deadline), logs, and
-// Backoff merely returns the wait. go-retryablehttp then waits on a timer
-// against ctx.Done().
+// After every attempt, checkRetry reads and keeps the body, classifies the
+// attempt, computes the wait (and gives up when it would pass the caller's
+// deadline) and logs; engine.do then waits on a timer against ctx.Done().
+// attemptTransport, under the attempt's http.Client, finds the call in the
+// request's context.
 
 type callKey struct{}
 
@@ -238,8 +237,19 @@ type call struct {
 	pendingCost   int           // tokens taken for a retry not sent yet
 	budgetStopped bool          // the budget refused a retry
 	last          attemptOutcome
+	wait          time.Duration // before the next attempt, when checkRetry asks for one
 
-	rc               retryablehttp.Client // see Client.newRetryClient
+	// What the call sends, kept here so that a call costs few allocations:
+	// its context, and, for Client.Do, its request, URL and header values;
+	// the first attempt's body reader, and what attemptTransport makes for
+	// the first attempt.
+	ctx          callContext
+	req          http.Request
+	url          url.URL
+	hdr          [5]string
+	firstBody    bytes.Reader
+	firstAttempt attempt
+
 	trace            httptrace.ClientTrace
 	getConn, gotConn atomic.Bool // per attempt: whether a connection was asked for, obtained
 	skipped          atomic.Bool // per attempt: not sent, the context had ended
@@ -258,7 +268,17 @@ type attemptOutcome struct {
 func newCall(c *Client, req *Request) *call {
 	cl := c.eng.newCall(req.method, req.path, req.key)
 	cl.sc = c.cfg.scrubber
+	cl.url = req.url
+	cl.url.Host = removeEmptyPort(cl.url.Host) // as http.NewRequest does
 	return cl
+}
+
+// removeEmptyPort strips the empty port of "host:", as net/http's does.
+func removeEmptyPort(host string) string {
+	if strings.LastIndex(host, ":") > strings.LastIndex(host, "]") {
+		return strings.TrimSuffix(host, ":")
+	}
+	return host
 }
 
 func (e *engine) newCall(method, path, key string) *call {
@@ -270,14 +290,9 @@ func (e *engine) newCall(method, path, key string) *call {
 	return cl
 }
 
-// checkRetryHook is the go-retryablehttp CheckRetry hook: the checkRetry of
-// the call in ctx, the request's context (see call.context).
-func checkRetryHook(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	return ctx.Value(callKey{}).(*call).checkRetry(ctx, resp, err)
-}
-
-// checkRetry runs after every attempt, so it also counts attempts.
-func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+// checkRetry runs after every attempt, so it also counts attempts. It
+// reports whether to retry, after cl.wait.
+func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) bool {
 	cl.attempts++
 	// A transport error may quote what the server sent (net/http's parse
 	// errors do): scrub it before the policy, the log or the caller sees it.
@@ -285,13 +300,14 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	if !cl.skipped.Load() {
 		cl.pendingCost = 0 // the retry it paid for was made
 	}
-	o := attemptOutcome{Attempt: Attempt{Number: cl.attempts, Method: cl.method, Path: cl.path, Err: err}}
+	o := &cl.last
+	*o = attemptOutcome{Attempt: Attempt{Number: cl.attempts, Method: cl.method, Path: cl.path, Err: err}}
 	if resp != nil && err != nil {
 		resp.Body.Close()
 	} else if resp != nil {
 		restoreLocation(resp)
 		o.StatusCode, o.Header, o.resp = resp.StatusCode, resp.Header, resp
-		cl.readResponse(resp, &o)
+		cl.readResponse(resp, o)
 	}
 	if mayHaveExecuted(&o.Attempt, cl.sent()) {
 		cl.ambiguous = true
@@ -301,7 +317,15 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		// it is final whatever its status, and the policy is not asked.
 		o.retry, o.reason = false, "replayed stored outcome"
 	} else {
-		o.retry, o.reason = cl.e.cfg.retryPolicy(&o.Attempt)
+		if policy := cl.e.cfg.retryPolicy; policy == nil {
+			o.retry, o.reason = DefaultRetryPolicy(&o.Attempt)
+		} else {
+			// The caller's policy gets an Attempt of its own, as it always
+			// has: it may keep it, and what it changes counts.
+			a := o.Attempt
+			o.retry, o.reason = policy(&a)
+			o.Attempt = a
+		}
 		// A policy may explain itself with what the server sent.
 		o.reason = cl.sc.scrub(o.reason)
 		if o.retry && cl.unkeyed && (o.StatusCode != 0 || (cl.sent() && !notSent(o.Err))) {
@@ -309,33 +333,32 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 			o.retry, o.reason = false, "no idempotency key: not resent once it may have reached the gateway"
 		}
 	}
-	cl.last = o
 	if !o.retry {
-		cl.refund(&o)
+		cl.refund(o)
 	}
 	if !o.retry || ctx.Err() != nil || cl.attempts > cl.e.cfg.maxRetries {
-		return false, nil
+		return false
 	}
 	wait := cl.e.retryWait(cl.attempts-1, o.Header, time.Now())
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 		cl.deadlineWait = wait
-		return false, nil
+		return false
 	}
 	if b := cl.e.cfg.budget; b != nil {
 		cost := b.cost(&o.Attempt)
 		if !b.withdraw(cost) {
 			cl.budgetStopped = true
-			return false, nil
+			return false
 		}
 		cl.retryCost, cl.pendingCost = cost, cost
 	}
-	cl.rc.RetryWaitMin, cl.rc.RetryWaitMax = wait, wait // for backoffHook
+	cl.wait = wait
 	level := slog.LevelInfo
 	if mayHaveExecuted(&o.Attempt, true) {
 		level = slog.LevelWarn
 	}
 	cl.log(ctx, level, "payonce: retrying request", slog.Duration("wait", wait))
-	return true, nil
+	return true
 }
 
 // refund gives tokens back to the retry budget when the gateway gave an
@@ -353,13 +376,6 @@ func (cl *call) refund(o *attemptOutcome) {
 	}
 }
 
-// backoffHook is the go-retryablehttp Backoff hook. It returns the wait
-// that checkRetry computed and left in the call's retry client as its
-// RetryWaitMin, which go-retryablehttp passes as min.
-func backoffHook(min, _ time.Duration, _ int, _ *http.Response) time.Duration {
-	return min
-}
-
 // sent reports whether the last attempt may have reached the server. It is
 // conservative: only a trace showing that no connection was obtained, or a
 // context that had ended before the attempt, proves that nothing was sent.
@@ -367,9 +383,9 @@ func (cl *call) sent() bool {
 	return !cl.skipped.Load() && !(cl.getConn.Load() && !cl.gotConn.Load())
 }
 
-// readResponse reads the body within the size limit, before go-retryablehttp
-// closes it, and keeps it in o: the 2xx bytes for decoding, the parsed error
-// for the retry decision.
+// readResponse reads the body within the size limit, closes it, and keeps
+// it in o: the 2xx bytes for decoding, the parsed error for the retry
+// decision.
 func (cl *call) readResponse(resp *http.Response, o *attemptOutcome) {
 	orig := resp.Body
 	defer orig.Close()
@@ -499,16 +515,17 @@ func (cl *call) log(ctx context.Context, level slog.Level, msg string, extra ...
 }
 
 // ---------------------------------------------------------------------------
-// The per-attempt timeout, as a RoundTripper under go-retryablehttp, so that a
-// hung attempt is abandoned and retried while the caller's context lives on.
+// The per-attempt timeout, as a RoundTripper under the attempt's http.Client,
+// so that a hung attempt is abandoned and retried while the caller's context
+// lives on.
 
 var errAttemptTimeout = errors.New("payonce: attempt timeout")
 
 // attemptTransport deliberately has no CloseIdleConnections method, so that
-// http.Client.CloseIdleConnections does nothing: go-retryablehttp calls it
-// when a call's context ends during a wait, which would make every other
-// call of the Client redial, as callers time out in an outage, when dialling
-// costs most.
+// http.Client.CloseIdleConnections does nothing: go-retryablehttp, which the
+// engine used to run, called it when a call's context ended during a wait,
+// which made every other call of the Client redial, as callers time out in
+// an outage, when dialling costs most.
 type attemptTransport struct {
 	base    http.RoundTripper
 	timeout time.Duration
@@ -532,15 +549,32 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeoutCause(parent, t.timeout, errAttemptTimeout)
-	resp, err := t.base.RoundTrip(unreplayable(req.WithContext(ctx)))
+	// The attempt's request and its response body's wrapper, in one
+	// allocation, or none for the first attempt: RoundTrip runs once per
+	// attempt, on the goroutine of engine.do, before checkRetry counts it.
+	var a *attempt
+	if cl != nil && cl.attempts == 0 {
+		a = &cl.firstAttempt
+	} else {
+		a = new(attempt)
+	}
+	a.req = *req.WithContext(ctx)
+	resp, err := t.base.RoundTrip(unreplayable(&a.req))
 	if err != nil {
 		err = t.mapErr(parent, ctx, err)
 		cancel()
 		return nil, err
 	}
 	hideLocation(resp)
-	resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, parent: parent, ctx: ctx, cancel: cancel}
+	a.body = attemptBody{ReadCloser: resp.Body, t: t, parent: parent, ctx: ctx, cancel: cancel}
+	resp.Body = &a.body
 	return resp, nil
+}
+
+// attempt is what attemptTransport makes for one attempt.
+type attempt struct {
+	req  http.Request
+	body attemptBody
 }
 
 // hiddenLocation holds a 3xx's Location between attemptTransport and

@@ -11,14 +11,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"github.com/hashicorp/go-retryablehttp"
+	"time"
 )
 
 // The retry engine, and the *http.Client that hands it to other SDKs.
 //
-// There is one engine: go-retryablehttp's loop, driven by a *call's hooks
-// (retry.go), over one attempt client whose attemptTransport sets the
+// There is one engine: engine.do's loop, which a *call's checkRetry
+// (retry.go) steers, over one attempt client whose attemptTransport sets the
 // per-attempt timeout and makes every attempt impossible for net/http to
 // resend. Client.Do and engine.RoundTrip differ only in how they build the
 // request and what they make of the last attempt: a decoded resource for
@@ -82,20 +81,78 @@ func newEngine(cfg *config) *engine {
 	return &engine{cfg: cfg, hc: newHTTPClient(cfg.httpClient, cfg.attemptTimeout)}
 }
 
-// context returns ctx carrying the call, for the hooks and attemptTransport.
+// context returns ctx carrying the call, for attemptTransport, and its
+// trace.
 func (cl *call) context(ctx context.Context) context.Context {
-	return httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, cl), &cl.trace)
+	cl.ctx = callContext{Context: ctx, cl: cl}
+	return httptrace.WithClientTrace(&cl.ctx, &cl.trace)
+}
+
+// callContext is a context carrying a call as the value of callKey{}, as
+// context.WithValue(ctx, callKey{}, cl) would, but inside the call, so that
+// it costs no allocation of its own.
+type callContext struct {
+	context.Context
+	cl *call
+}
+
+func (c *callContext) Value(key any) any {
+	if key == (callKey{}) {
+		return c.cl
+	}
+	return c.Context.Value(key)
 }
 
 // do sends req, whose context carries cl, with every retry the policy, the
-// attempt limit, the deadline and the budget allow. The outcome of the last
-// attempt is in cl.last; the error is go-retryablehttp's.
-func (e *engine) do(req *retryablehttp.Request, cl *call) error {
-	resp, err := e.newRetryClient(cl).Do(req)
-	if resp != nil {
-		resp.Body.Close()
+// attempt limit, the deadline and the budget allow; every attempt sends
+// body, from its start. The outcome of the last attempt is in cl.last.
+//
+// It is the loop of go-retryablehttp's Client.Do, which the engine used to
+// run, without its request wrapper: checkRetry reads the attempt and decides,
+// and the wait it computed runs on a timer against the context, which ends
+// the call without another attempt. Unlike go-retryablehttp, it does not
+// ask the http.Client to close its idle connections then, which would make
+// every other call of the Client redial.
+func (e *engine) do(req *http.Request, body []byte, cl *call) {
+	ctx := req.Context()
+	for {
+		if body != nil {
+			req.Body = cl.requestBody(body)
+		}
+		resp, err := e.hc.Do(req)
+		retry := cl.checkRetry(ctx, resp, err)
+		if resp != nil {
+			resp.Body.Close() // checkRetry has kept what it needs of it
+		}
+		if !retry {
+			return
+		}
+		timer := time.NewTimer(cl.wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		// The next attempt gets a request of its own, as the transport may
+		// still hold this one (persistConn.writeLoop closes its body).
+		next := *req
+		req = &next
 	}
-	return err
+}
+
+// requestBody returns a reader of body for the next attempt. The first
+// attempt's reader is part of the call; a retry gets a new one, as the
+// transport may still hold the last one. It is an io.NopCloser around a
+// *bytes.Reader, which net/http knows to be in memory: it sends the
+// headers and a small body in one write.
+func (cl *call) requestBody(body []byte) io.ReadCloser {
+	r := &cl.firstBody
+	if cl.attempts > 0 {
+		r = new(bytes.Reader)
+	}
+	r.Reset(body)
+	return io.NopCloser(r)
 }
 
 // NewHTTPClient returns an *http.Client whose Transport runs payonce's retry
@@ -129,7 +186,7 @@ func (e *engine) do(req *retryablehttp.Request, cl *call) error {
 //   - the engine makes every resend itself: net/http cannot replay an
 //     attempt, whatever base transport is given, so the attempt count, the
 //     log, the backoff and the budget see each one; redirects are never
-//     followed;
+//     followed, and a 3xx is never retried (see below);
 //   - what is retried is [DefaultRetryPolicy]'s (or WithRetryPolicy's):
 //     among others 429 (Stripe's lock_timeout included), 5xx, 409
 //     idempotency_key_in_use and transport failures; Stripe-Should-Retry
@@ -139,7 +196,8 @@ func (e *engine) do(req *retryablehttp.Request, cl *call) error {
 //     credentials, or a bare key) are scrubbed, as [NewClient] scrubs its
 //     API key, from every error the transport returns, from the log and
 //     from what a RetryPolicy sees, whatever the server echoes. A response
-//     returned to the SDK is the server's, untouched.
+//     returned to the SDK is the server's, untouched but for
+//     AttemptsHeader and an unparsable Location (see below).
 //
 // The result is the last response, its body buffered, with [AttemptsHeader]
 // set, unless the outcome is unknown: when retries end after an attempt that
@@ -150,6 +208,15 @@ func (e *engine) do(req *retryablehttp.Request, cl *call) error {
 // SDK's own wrapping (stripe-go returns the client's error as it is). A
 // definite answer (a 2xx, a 4xx, a replay, a 429 after the last retry) is
 // returned as the response, for the SDK to read.
+//
+// A 3xx is outside the gateway's contract. To a POST (any method but GET,
+// HEAD and OPTIONS) its outcome is unknown, as what happened before the
+// redirect is unknown. To a GET it is the answer: the response, never
+// followed, whatever its Location says, with one change. http.Client parses
+// the Location of a 301, 302, 303, 307 or 308 it could follow before asking
+// CheckRedirect, and fails the request when it does not parse, with an
+// error quoting it that the engine cannot scrub. So such a Location is
+// dropped from the response, which reaches the SDK as every 3xx does.
 func NewHTTPClient(opts ...Option) (*http.Client, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -254,21 +321,13 @@ func (e *engine) RoundTrip(req *http.Request) (*http.Response, error) {
 	// server may echo it: keep it out of the errors, the log and what the
 	// policy sees, as the typed client keeps out its own.
 	cl.sc = e.scrubberFor(req.Header.Get("Authorization"))
-	ctx := cl.context(req.Context())
-	r := req.WithContext(ctx) // a shallow copy, which go-retryablehttp may change
+	r := req.WithContext(cl.context(req.Context())) // a shallow copy, which the engine may change
 	r.Header, r.Body, r.GetBody = h, nil, nil
-	rreq, err := retryablehttp.FromRequest(r)
-	if err == nil && body != nil {
-		err = rreq.SetBody(body)
+	if body != nil {
+		r.ContentLength = int64(len(body))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("payonce: %s %s: %w", req.Method, req.URL.Path, err)
-	}
-	doErr := e.do(rreq, cl)
+	e.do(r, body, cl)
 	cl.settleBudget()
-	if cl.attempts == 0 {
-		return nil, fmt.Errorf("payonce: %s %s: %w", cl.method, cl.path, cl.sc.scrubErr(doErr))
-	}
 	answered, failure := cl.verdict()
 	if answered {
 		return cl.response(req), nil
@@ -318,9 +377,33 @@ func (cl *call) response(req *http.Request) *http.Response {
 		resp.Header = http.Header{}
 	}
 	resp.Header[AttemptsHeader] = []string{strconv.Itoa(cl.attempts)}
+	dropUnparsableLocation(&resp, req)
 	resp.Body = io.NopCloser(bytes.NewReader(o.raw))
 	resp.ContentLength = int64(len(o.raw))
 	resp.TransferEncoding = nil
 	resp.Request = req
 	return &resp
+}
+
+// dropUnparsableLocation removes the Location of resp, the answer to req,
+// when http.Client would parse it, and fail the request because it does
+// not parse (see NewHTTPClient). It parses it as http.Client does, and
+// only for the statuses of a redirect it could follow (its
+// redirectBehavior): a 307 or 308 to a request with a body it cannot
+// rewind is returned as it is.
+func dropUnparsableLocation(resp *http.Response, req *http.Request) {
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther:
+	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if req.GetBody == nil && req.Body != nil && req.Body != http.NoBody {
+			return
+		}
+	default:
+		return
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if _, err := req.URL.Parse(loc); err != nil {
+			delete(resp.Header, "Location")
+		}
+	}
 }

@@ -364,3 +364,69 @@ func TestHTTPClientRefusesABodyOverTheLimit(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestHTTPClientReturnsARedirectWithAnUnparsableLocation: a 3xx to a GET is
+// the answer, never followed and never retried, and the SDK gets it as the
+// response whatever its Location says. http.Client parses the Location of a
+// 301, 302, 303, 307 or 308 before its CheckRedirect runs, and fails the
+// request, with an error quoting the header unscrubbed, when it does not
+// parse: the engine drops such a Location from the response it returns.
+func TestHTTPClientReturnsARedirectWithAnUnparsableLocation(t *testing.T) {
+	get := func(t *testing.T, hc *http.Client, url string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url+"/v1/charges/ch_1", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+testAPIKey)
+		resp, err := hc.Do(req)
+		require.NoError(t, err, "the 3xx is the answer")
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	hc, err := NewHTTPClient(WithMaxRetries(3))
+	require.NoError(t, err)
+
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			srv, n := countingServer(t, status, http.Header{"Location": {"ht%tp://x/" + testAPIKey}}, "moved")
+			resp := get(t, hc, srv.URL)
+			assert.Equal(t, status, resp.StatusCode)
+			assert.NotContains(t, resp.Header, "Location", "http.Client would refuse the response")
+			assert.Equal(t, "1", resp.Header.Get(AttemptsHeader))
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, "moved", string(body))
+			assert.Equal(t, int32(1), n.Load(), "a 3xx is never retried")
+		})
+	}
+
+	t.Run("a Location that parses is the server's", func(t *testing.T) {
+		srv, n := countingServer(t, http.StatusFound, http.Header{"Location": {"/elsewhere"}}, "")
+		resp := get(t, hc, srv.URL)
+		assert.Equal(t, http.StatusFound, resp.StatusCode)
+		assert.Equal(t, []string{"/elsewhere"}, resp.Header["Location"])
+		assert.Equal(t, int32(1), n.Load(), "never followed")
+	})
+
+	t.Run("a status that http.Client does not follow keeps its Location", func(t *testing.T) {
+		srv, _ := countingServer(t, http.StatusMultipleChoices, http.Header{"Location": {"ht%tp://x"}}, "")
+		resp := get(t, hc, srv.URL)
+		assert.Equal(t, http.StatusMultipleChoices, resp.StatusCode)
+		assert.Equal(t, []string{"ht%tp://x"}, resp.Header["Location"])
+	})
+
+	t.Run("a POST's outcome is unknown, whatever the Location", func(t *testing.T) {
+		srv, n := countingServer(t, http.StatusFound, http.Header{"Location": {"ht%tp://x/" + testAPIKey}}, "")
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/charges", strings.NewReader("amount=2000"))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+testAPIKey)
+		resp, err := hc.Do(req)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		var unknown *OutcomeUnknownError
+		require.ErrorAs(t, err, &unknown)
+		assert.NotContains(t, err.Error(), testAPIKey)
+		assert.Equal(t, int32(1), n.Load(), "a 3xx is never retried")
+	})
+}
