@@ -784,8 +784,8 @@ func TestSentTracking(t *testing.T) {
 }
 
 // A call that ends must not close the keep-alive connections that the
-// Client's other calls share: go-retryablehttp asks the http.Client to when
-// the context ends during a wait.
+// Client's other calls share, as go-retryablehttp's loop does (it asks the
+// http.Client to close them when the context ends during a wait).
 func TestCancelledCallKeepsIdleConnections(t *testing.T) {
 	var conns, n atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
