@@ -27,5 +27,9 @@ func Fingerprint(r *http.Request, body []byte) string {
 	}
 	h.Write([]byte{0})
 	h.Write(canonicalJSON(body))
-	return hex.EncodeToString(h.Sum(nil))
+	// On the stack, but for the string: one allocation, not three.
+	var sum [sha256.Size]byte
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], h.Sum(sum[:0]))
+	return string(out[:])
 }

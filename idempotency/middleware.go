@@ -612,14 +612,17 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	defer o.close()
 	hctx, cancel := context.WithTimeout(o.handlerCtx, m.handlerTimeout)
 	defer cancel()
-	req := &request{m: m, o: o}
+	x := &execution{req: request{m: m, o: o}}
+	req := &x.req
 	// A transaction that no path below ended, as when the store panics, is
 	// rolled back.
 	defer func() { m.rollback(o, req.takeTx()) }()
-	rec := &recorder{header: make(http.Header), max: m.maxResponse, w: w,
+	x.rec = recorder{header: make(http.Header), max: m.maxResponse, w: w,
 		overflow: func(rec *recorder) error { return m.overflow(w, r, o, req, rec, ev) }}
+	rec := &x.rec
 	r2 := r.WithContext(context.WithValue(hctx, requestKey{}, req))
-	r2.Body = io.NopCloser(bytes.NewReader(body))
+	x.body.Reset(body)
+	r2.Body = &x.body
 	r2.ContentLength = int64(len(body))
 
 	panicked := true
@@ -682,6 +685,23 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 		panic(panicValue)
 	}
 }
+
+// execution is what execute makes for one request, in one allocation
+// rather than one each: what the handler's context carries for the
+// middleware, the recorder of the handler's response, and the reader of the
+// request body it is given.
+type execution struct {
+	req  request
+	rec  recorder
+	body bodyReader
+}
+
+// bodyReader is the request body a handler reads: the body the middleware
+// read, from its start.
+type bodyReader struct{ bytes.Reader }
+
+// Close does nothing: the body is in memory.
+func (*bodyReader) Close() error { return nil }
 
 // storeResponse stores resp for the claim o holds once the handler has
 // returned: in tx, committing it, if the handler began one. If the owner

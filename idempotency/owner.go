@@ -45,7 +45,6 @@ type owner struct {
 	base       context.Context // store calls derive from it: never cancelled by the client
 	handlerCtx context.Context // cancelled, with the cause, when the owner is lost
 	cancel     context.CancelCauseFunc
-	lost       chan struct{} // closed when cause is set
 
 	mu        sync.Mutex
 	until     time.Time // the lease's end as the store last confirmed it
@@ -63,7 +62,7 @@ type owner struct {
 func (m *Middleware) own(base context.Context, c Claim) *owner {
 	hctx, cancel := context.WithCancelCause(base)
 	o := &owner{m: m, c: c, base: base, handlerCtx: hctx, cancel: cancel,
-		lost: make(chan struct{}), until: c.Now.Add(c.Lease)}
+		until: c.Now.Add(c.Lease)}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.renewT = m.after(renewTimer, m.lease/3, o.renew)
@@ -181,7 +180,6 @@ func (o *owner) renew() {
 
 func (o *owner) loseLocked(cause error) {
 	o.cause = cause
-	close(o.lost)
 	o.cancel(cause)
 	o.stopTimersLocked()
 }
@@ -257,7 +255,10 @@ func (o *owner) finish(resp *Response) error {
 		t := o.m.after(backoffTimer, o.m.backoff(attempt), func() { close(wake) })
 		select {
 		case <-wake:
-		case <-o.lost:
+		case <-o.handlerCtx.Done():
+			// The owner is lost: before close, nothing else cancels
+			// handlerCtx. (Its channel is made when first asked for, so a
+			// request whose Finish never fails does not pay for one.)
 			t.Stop()
 		}
 	}
