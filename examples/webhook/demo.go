@@ -166,8 +166,10 @@ func (d *demo) run(ctx context.Context) (*summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deliveries still pending (%+v): %w", st, err)
 	}
-	// Shutting down waits for the handlers still answering, so that the
+	// Stop the gateway, which closes its connections to the receiver, then
+	// the receiver, waiting for the handlers still answering, so that the
 	// counts are complete.
+	d.gw.Close()
 	if err := d.srv.Shutdown(ctx); err != nil {
 		return nil, err
 	}
