@@ -113,7 +113,7 @@ func TestReceiverShipsEachEventOnce(t *testing.T) {
 	// to it.
 	assert.Regexp(t, `^we_`, d.endpoint.ID)
 	assert.Regexp(t, `^whsec_`, d.endpoint.Secret)
-	require.Len(t, s.events, testOptions.events)
+	require.Equal(t, testOptions.events, len(s.events), "events")
 	for _, rec := range s.deliveries {
 		require.Equal(t, d.endpoint.ID, rec.Endpoint)
 		require.Equal(t, d.url, rec.URL)
@@ -268,7 +268,9 @@ func logTable(t *testing.T, s *summary) {
 	}
 	orders, shipments, twice := s.shipments()
 	var b strings.Builder
-	row := func(name, format string, args ...any) { fmt.Fprintf(&b, "\n  %-22s "+format, append([]any{name}, args...)...) }
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(&b, "\n  %-22s "+format, append([]any{name}, args...)...)
+	}
 	b.WriteString(side)
 	row("events", "%d", st.Events)
 	row("deliveries", "%d (%d + %d copies)", st.Deliveries, st.Deliveries-int64(s.copies), s.copies)
