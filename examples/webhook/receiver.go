@@ -17,16 +17,16 @@ import (
 // Receiver verifies each delivery's Stripe-Signature with the endpoint's
 // secret, and only then claims the event's id, so that the shop runs once
 // per event however often, and however concurrently, it is delivered. A
-// delivery that fails verification gets 400 and claims nothing. The tally
-// hears of every refusal and of what the idempotency middleware did.
-func newReceiver(secret string, shop http.Handler, t *tally) (http.Handler, error) {
+// delivery that fails verification gets 400 and claims nothing. The stats
+// hear of every refusal and of what the idempotency middleware did.
+func newReceiver(secret string, shop http.Handler, stats *tally) (http.Handler, error) {
 	v, err := webhook.NewVerifier(webhook.Stripe, []string{secret})
 	if err != nil {
 		return nil, err
 	}
 	rc, err := webhook.NewReceiver(v, idempotency.NewMemoryStore(), shop,
-		webhook.WithRefused(t.refused), // log these: a wrong secret shows up here
-		webhook.WithIdempotencyOptions(idempotency.WithObserver(t.observed)))
+		webhook.WithRefused(stats.refused), // log these: a wrong secret shows up here
+		webhook.WithIdempotencyOptions(idempotency.WithObserver(stats.observed)))
 	if err != nil {
 		return nil, err
 	}
@@ -37,18 +37,18 @@ func newReceiver(secret string, shop http.Handler, t *tally) (http.Handler, erro
 // stripe-go's webhook.ConstructEvent checking the signature and the shop
 // running for every delivery that passes. Forgeries are refused, but every
 // redelivery ships again.
-func verifyOnly(secret string, shop http.Handler, t *tally) http.Handler {
+func verifyOnly(secret string, shop http.Handler, stats *tally) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhook.DefaultMaxBodyBytes))
 		if err == nil {
 			_, err = stripewebhook.ConstructEvent(body, r.Header.Get("Stripe-Signature"), secret)
 		}
 		if err != nil {
-			t.refused(r, err)
+			stats.refused(r, err)
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		t.verified()
+		stats.verified()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		shop.ServeHTTP(w, r)
 	})
