@@ -125,12 +125,12 @@ func newDemo(ctx context.Context, o options) (*demo, error) {
 		return nil, fmt.Errorf("register the webhook endpoint: %w", err)
 	}
 
-	endpoint := verifyOnly(d.endpoint.Secret, d.shop, d.tally)
-	if !o.plain {
-		if endpoint, err = newReceiver(d.endpoint.Secret, d.shop, d.tally); err != nil {
-			d.close()
-			return nil, err
-		}
+	var endpoint http.Handler
+	if o.plain {
+		endpoint = verifyOnly(d.endpoint.Secret, d.shop, d.tally)
+	} else if endpoint, err = newReceiver(d.endpoint.Secret, d.shop, d.tally); err != nil {
+		d.close()
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/stripe", d.tally.count(endpoint))
@@ -142,9 +142,8 @@ func newDemo(ctx context.Context, o options) (*demo, error) {
 func (d *demo) close() {
 	if d.srv != nil {
 		d.srv.Close()
-	} else if d.ln != nil {
-		d.ln.Close()
 	}
+	d.ln.Close() // if the receiver never served
 	d.gw.Close()
 }
 

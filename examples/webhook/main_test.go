@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -142,7 +144,7 @@ func TestReceiverShipsEachEventOnce(t *testing.T) {
 	for n := 1; n <= 5; n++ {
 		assert.GreaterOrEqual(t, counts[n], 5, "events duplicated with %d copies", n)
 	}
-	assert.GreaterOrEqual(t, s.overtaken, s.faults[mock.DelayDelivery], "each held-back event shipped after later ones")
+	assert.GreaterOrEqual(t, s.overtaken, s.faults[mock.DelayDelivery]-1, "each held-back event, but perhaps the last made, shipped after later ones")
 	assert.ElementsMatch(t, held(), heldEvents(d, heldCopies), "each held event's copy arrived while it was processed")
 	assert.GreaterOrEqual(t, s.outcomes[idempotency.Conflict], heldCopies)
 
@@ -256,6 +258,73 @@ func TestControlShipsDuplicates(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, f.status, "%s delivery of %s", f.kind, f.event)
 	}
 	assert.Zero(t, s.shipped["ord_forged"], "the forged order shipped")
+}
+
+// The control of the forgeries: a receiver that claims the event id in the
+// body before it checks the signature, as this example once did, lets each
+// forgery burn its real event's id. The real delivery that follows gets
+// the forgery's stored 400, or 422 for another body, on every attempt
+// until the mock gives it up, and its order never ships. (Its fingerprint
+// covers the body, so a redelivery that the mock rendered anew, with
+// pending_webhooks down to 0, gets 422 too; package webhook's Receiver
+// fingerprints the event by its id alone.)
+func TestClaimingBeforeVerifyingLosesEvents(t *testing.T) {
+	ctx := runCtx(t)
+	o := testOptions
+	o.events = 100
+	d, err := newDemo(ctx, o)
+	require.NoError(t, err)
+	defer d.close()
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/stripe", d.tally.count(claimFirst(t, d.endpoint.Secret, d.shop, d.tally)))
+	d.srv.Handler = mux // before run serves anything
+	s, err := d.run(ctx)
+	require.NoError(t, err)
+
+	burned := make(map[string]bool)
+	for _, f := range s.forged {
+		burned[f.event] = true
+	}
+	require.Len(t, burned, o.forgeFor)
+	gaveUp := 0
+	for _, rec := range s.deliveries {
+		if burned[rec.Event] {
+			assert.Contains(t, []int{http.StatusBadRequest, http.StatusUnprocessableEntity}, rec.Status, "%+v", rec)
+			if rec.GaveUp {
+				gaveUp++
+			}
+		}
+	}
+	assert.Equal(t, o.forgeFor, gaveUp, "the mock gave up each burned event")
+	for _, p := range d.plan[:o.forgeFor] {
+		assert.Zero(t, s.shipped[p.order], "order %s, whose event a forger named first", p.order)
+	}
+	assert.Equal(t, o.events-o.forgeFor, len(s.executed), "the others shipped")
+}
+
+// claimFirst is the bug: the idempotency middleware keyed by the id a
+// request's body claims, with stripe-go's check behind it.
+func claimFirst(t *testing.T, secret string, shop http.Handler, stats *tally) http.Handler {
+	t.Helper()
+	mw, err := idempotency.New(idempotency.NewMemoryStore(), idempotency.WithoutScope())
+	require.NoError(t, err)
+	keyed := mw.Wrap(verifyOnly(secret, shop, stats))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		var ev struct {
+			ID string `json:"id"`
+		}
+		if err == nil {
+			err = json.Unmarshal(body, &ev)
+		}
+		if err != nil {
+			http.Error(w, "not an event", http.StatusBadRequest)
+			return
+		}
+		r.Header.Set("Idempotency-Key", ev.ID)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		keyed.ServeHTTP(w, r)
+	})
 }
 
 // logTable logs the figures of a run.
