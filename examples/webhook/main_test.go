@@ -132,11 +132,17 @@ func TestReceiverShipsEachEventOnce(t *testing.T) {
 	}
 	assert.Equal(t, int64(s.faults[mock.DropAnswer]), st.Dropped, "each dropped answer is recorded")
 	copies := make(map[string]int) // event id → copies a duplicate fault made
+	concurrent := 0                // copies a concurrent_copy fault made
 	for _, rec := range s.deliveries {
-		if rec.Fault == mock.DuplicateDelivery && rec.Copy > 0 && rec.Attempt == 1 {
+		switch {
+		case rec.Copy == 0 || rec.Attempt != 1:
+		case rec.Fault == mock.DuplicateDelivery:
 			copies[rec.Event]++
+		case rec.Fault == mock.ConcurrentCopy:
+			concurrent++
 		}
 	}
+	assert.Equal(t, s.faults[mock.ConcurrentCopy], concurrent, "each concurrent_copy fault sent its copy")
 	counts := make(map[int]int) // copies → events
 	for _, n := range copies {
 		counts[n]++
