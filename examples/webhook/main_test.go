@@ -344,13 +344,19 @@ func logTable(t *testing.T, s *summary) {
 	orders, shipments, twice := s.shipments()
 	var b strings.Builder
 	row := func(name, format string, args ...any) {
-		fmt.Fprintf(&b, "\n  %-22s "+format, append([]any{name}, args...)...)
+		fmt.Fprintf(&b, "\n  %-24s "+format, append([]any{name}, args...)...)
 	}
 	b.WriteString(side)
 	row("events", "%d", st.Events)
 	row("deliveries", "%d (%d + %d copies)", st.Deliveries, st.Deliveries-int64(s.copies), s.copies)
 	row("attempts", "%d: %d delivered, %d answers dropped, %d failed, %d given up", st.Attempts, st.Delivered, st.Dropped, st.Failed, st.GaveUp)
-	row("duplicated (1-5 copies)", "%d events", s.faults[mock.DuplicateDelivery])
+	dupCopies := 0
+	for _, rec := range s.deliveries {
+		if rec.Fault == mock.DuplicateDelivery && rec.Copy > 0 && rec.Attempt == 1 {
+			dupCopies++
+		}
+	}
+	row("duplicated (1-5 copies)", "%d events, %d copies", s.faults[mock.DuplicateDelivery], dupCopies)
 	row("concurrent copy", "%d events", s.faults[mock.ConcurrentCopy])
 	row("answer dropped", "%d events", s.faults[mock.DropAnswer])
 	row("held back (delay)", "%d events; %d shipped after a later event", s.faults[mock.DelayDelivery], s.overtaken)
