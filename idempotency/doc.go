@@ -36,7 +36,8 @@
 // lease have gone without a renewal, the owner stops it before anyone else
 // may take the key: it cancels the handler's context and stores nothing of
 // its answer. A response the handler already gave is retried for up to a
-// lease. A response not stored by then gets the client 503 with
+// lease (but for one stored in a [Transaction], whose commit is tried
+// once). A response not stored by then gets the client 503 with
 // Retry-After, and [NotStored] goes to the observer and the log.
 //
 // What remains possible: when the store is out for longer than that, or the

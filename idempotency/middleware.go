@@ -614,9 +614,9 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	defer cancel()
 	x := &execution{req: request{m: m, o: o}}
 	req := &x.req
-	// A transaction that no path below ended, as when the store panics, is
-	// rolled back.
-	defer func() { m.rollback(o, req.takeTx()) }()
+	// A transaction that no path below ended, as when the store panics in
+	// its Finish, is rolled back, so that its connection and locks go.
+	defer m.rollback(o, req)
 	x.rec = recorder{header: make(http.Header), max: m.maxResponse, w: w,
 		overflow: func(rec *recorder) error { return m.overflow(w, r, o, req, rec, ev) }}
 	rec := &x.rec
@@ -643,12 +643,12 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 		panicked = false
 	}()
 
-	tx := req.takeTx()
+	req.close("the handler has returned")
 	switch {
 	case req.notExecuted.Load() && !rec.streaming:
 		o.stop()
 		// Before the release, which the transaction could hold up.
-		m.rollback(o, tx)
+		m.rollback(o, req)
 		ev.Outcome, ev.StatusCode = Released, rec.status()
 		ev.Err = m.release(o)
 		if panicked {
@@ -664,15 +664,14 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 			// Half of a panicked handler's writes may be done: keep none
 			// of them, but store the 500, since what it did elsewhere is
 			// unknown.
-			m.rollback(o, tx)
-			tx = nil
+			m.rollback(o, req)
 			resp = m.errorResponse(r, &Error{StatusCode: http.StatusInternalServerError, Type: "api_error",
 				Code: "handler_panicked", Message: "the request failed after it may have executed; " +
 					"this answer is stored for its Idempotency-Key, so retrying it does not execute it again"})
 			rec = &recorder{header: resp.Header.Clone(), code: resp.StatusCode, wroteHeader: true}
 			rec.body.Write(resp.Body)
 		}
-		if err := m.storeResponse(o, tx, resp); err != nil {
+		if err := m.storeResponse(o, req, resp); err != nil {
 			m.notStored(w, r, o, resp.StatusCode, err, ev)
 			break
 		}
@@ -704,28 +703,35 @@ type bodyReader struct{ bytes.Reader }
 func (*bodyReader) Close() error { return nil }
 
 // storeResponse stores resp for the claim o holds once the handler has
-// returned: in tx, committing it, if the handler began one. If the owner
-// was lost while the handler ran, the answer may be the cancellation's, and
-// storing it would poison the key: then it stores nothing, rolls tx back,
-// and returns why.
-func (m *Middleware) storeResponse(o *owner, tx Tx, resp *Response) error {
+// returned: in the transaction the handler began, committing it, if it
+// began one. If the owner was lost while the handler ran, the answer may be
+// the cancellation's, and storing it would poison the key: then it stores
+// nothing, rolls the transaction back, and returns why.
+func (m *Middleware) storeResponse(o *owner, req *request, resp *Response) error {
 	if err := o.handlerReturned(); err != nil {
-		m.rollback(o, tx)
+		m.rollback(o, req)
 		return err
 	}
-	if tx != nil {
-		return o.finishTx(tx, resp)
+	if tx := req.openTx(); tx != nil {
+		err := o.finishTx(tx, resp)
+		// Only once Finish has returned: if it panics, the transaction is
+		// still open, for execute's deferred rollback.
+		req.ended()
+		return err
 	}
 	return o.finish(resp)
 }
 
-// rollback rolls tx back, if there is one. Its error is not worth more: a
-// transaction whose rollback fails is on a broken connection, which the
-// database rolls back itself.
-func (m *Middleware) rollback(o *owner, tx Tx) {
+// rollback rolls back the transaction the handler began, if it began one
+// that has not ended. Its error is not worth more: a transaction whose
+// rollback fails is on a broken connection, which the database rolls back
+// itself.
+func (m *Middleware) rollback(o *owner, req *request) {
+	tx := req.openTx()
 	if tx == nil {
 		return
 	}
+	defer req.ended()
 	ctx, cancel := m.callContext(o.base)
 	defer cancel()
 	_ = tx.Rollback(ctx)
@@ -738,10 +744,10 @@ func (m *Middleware) rollback(o *owner, tx Tx) {
 // rolled back, at that moment, since the client gets the response from
 // then on.
 func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, req *request, rec *recorder, ev *Event) error {
-	tx := req.takeTx()
+	req.close("the response outgrew WithMaxResponseBytes, so it was stored, and the transaction ended, before it streamed")
 	if req.notExecuted.Load() {
 		o.stop()
-		m.rollback(o, tx)
+		m.rollback(o, req)
 		ev.Outcome, ev.StatusCode = Released, rec.status()
 		ev.Err = m.release(o)
 		return rec.flushTo(w)
@@ -750,7 +756,7 @@ func (m *Middleware) overflow(w http.ResponseWriter, r *http.Request, o *owner, 
 		Code: "idempotency_response_too_large",
 		Message: "the request executed, but its response was larger than " + strconv.FormatInt(m.maxResponse, 10) +
 			" bytes, too large to store for its Idempotency-Key; it was sent once, and is not replayed"})
-	if err := m.storeResponse(o, tx, resp); err != nil {
+	if err := m.storeResponse(o, req, resp); err != nil {
 		m.notStored(w, r, o, rec.status(), err, ev)
 		return err
 	}

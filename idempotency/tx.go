@@ -63,8 +63,8 @@ type request struct {
 	notExecuted atomic.Bool // set by NotExecuted
 
 	mu     sync.Mutex
-	tx     Tx
-	closed bool // the handler returned: no transaction may begin
+	tx     Tx     // begun by the handler, until it ends
+	closed string // why no transaction may begin any more, once the handler returned
 }
 
 type requestKey struct{}
@@ -99,16 +99,24 @@ func KeyFromContext(ctx context.Context) (scope, key string, ok bool) {
 //	chargeKey, err := idempotency.DerivedKey(r.Context(), "charge")
 //	…
 //	charge, err := client.Charges.Create(ctx, &payonce.ChargeParams{
-//		Amount: 2000, Currency: "usd", Source: "tok_visa", IdempotencyKey: chargeKey,
+//		Amount: 2000, Currency: "usd", PaymentMethod: "tok_visa", IdempotencyKey: chargeKey,
 //	})
 //
-// The key is purpose, a colon and 64 hexadecimal digits of a SHA-256 over
-// the scope, the key and purpose. The scope is part of it, so two callers
-// who happen to send the same key never share a downstream key, and the
-// hash keeps their keys and scopes from reaching the other service. Use a
-// purpose per downstream operation: a charge and a refund made by one
-// handler need different keys. purpose must be 1 to 64 letters, digits,
-// '_', '-' or '.'.
+// The key is purpose, a colon and 64 lower-case hexadecimal digits: the
+// SHA-256 of four parts, "payonce derived key v1", the scope, the key and
+// purpose, each preceded by its length in bytes as 8 bytes, little-endian.
+// The construction never changes: a service upgraded while retries are in
+// flight must derive the keys its earlier version sent. The scope is part
+// of it, so two callers who happen to send the same key never share a
+// downstream key, and the hash keeps their keys and scopes from reaching
+// the other service. Use a purpose per downstream operation: a charge and
+// a refund made by one handler need different keys. purpose must be 1 to
+// 64 letters, digits, '_', '-' or '.'.
+//
+// The downstream key follows the request's key, not its body: after
+// [NotExecuted] frees the key, a request with another body under the same
+// key derives the same downstream key, which the other service then
+// refuses as reused, or answers with the first request's outcome.
 //
 // It returns an error when ctx carries no claimed request (see
 // [KeyFromContext]).
@@ -120,7 +128,7 @@ func DerivedKey(ctx context.Context, purpose string) (string, error) {
 		switch c := purpose[i]; {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-', c == '.':
 		default:
-			return "", fmt.Errorf("idempotency: derived key purpose byte %d is %q; use letters, digits, '_', '-' or '.'", i, c)
+			return "", fmt.Errorf("idempotency: derived key purpose byte %d is %#02x; use letters, digits, '_', '-' or '.'", i, c)
 		}
 	}
 	scope, key, ok := KeyFromContext(ctx)
@@ -151,8 +159,11 @@ func DerivedKey(ctx context.Context, purpose string) (string, error) {
 //     lease runs out, a retry executes the handler again, on a clean slate;
 //   - after the commit, every retry gets the stored response.
 //
-// The handler must not commit or roll back the transaction itself. Where
-// the middleware would store nothing, it rolls the transaction back: when
+// Whatever the handler answers is committed with its writes, a 402 or a
+// 500 as much as a 201: to keep none of them, call [NotExecuted], which
+// rolls them back and frees the key. The handler must not commit or roll
+// back the transaction itself. Where the middleware would store nothing, it
+// rolls the transaction back: when
 // the handler called [NotExecuted], panicked, or lost its claim, or when
 // the commit fails (the client then gets 503, and a retry finds out whether
 // the commit landed). When the response outgrows [WithMaxResponseBytes],
@@ -164,6 +175,12 @@ func DerivedKey(ctx context.Context, purpose string) (string, error) {
 // outcome unknown, a 503), call [NotExecuted] before answering: the writes
 // are rolled back, the key is freed, and the client's retry executes again,
 // sending the same derived key, so the other service replays what it did.
+// Do the same when Transaction itself fails: nothing was written.
+//
+// A transaction holds a database connection from its beginning to the
+// commit, beside the one the lease's renewals use, so a store's pool must
+// have room for two per request in flight: bound the requests in flight in
+// front of the middleware, or a full pool turns into 503s.
 //
 // Only what is written in the transaction is covered. A call to anything
 // outside the store's database (a payment gateway, a queue, an email) may
@@ -171,8 +188,9 @@ func DerivedKey(ctx context.Context, purpose string) (string, error) {
 // own from [DerivedKey], so that it replays instead.
 //
 // The error wraps [ErrNoTransaction] when ctx is not that of a claimed
-// request, the store is not a [TxStore], or the handler has returned; it is
-// [ErrLeaseLost] when the claim is gone.
+// request, the store is not a [TxStore], or the handler has returned. It is
+// [ErrLeaseLost] when the claim is gone, and [ErrLeaseExpired] when the
+// middleware gave it up, its lease about to run out.
 func Transaction(ctx context.Context) (Tx, error) {
 	r, ok := requestFrom(ctx)
 	if !ok {
@@ -184,8 +202,8 @@ func Transaction(ctx context.Context) (Tx, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
-		return nil, fmt.Errorf("%w: the handler has returned", ErrNoTransaction)
+	if r.closed != "" {
+		return nil, fmt.Errorf("%w: %s", ErrNoTransaction, r.closed)
 	}
 	if r.tx != nil {
 		return r.tx, nil
@@ -205,13 +223,26 @@ func Transaction(ctx context.Context) (Tx, error) {
 	return tx, nil
 }
 
-// takeTx marks the handler as returned and hands over its transaction, if
-// it began one: from then on the middleware alone may end it.
-func (r *request) takeTx() Tx {
+// close says that no transaction may begin any more, and why: from then
+// on only the middleware ends the one the handler began.
+func (r *request) close(why string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.closed = true
-	tx := r.tx
+	if r.closed == "" {
+		r.closed = why
+	}
+}
+
+// openTx returns the transaction the handler began, until it has ended.
+func (r *request) openTx() Tx {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tx
+}
+
+// ended records that the transaction has been committed or rolled back.
+func (r *request) ended() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.tx = nil
-	return tx
 }

@@ -19,7 +19,8 @@ func ExampleTx() {
 		ctx := r.Context()
 		tx, err := pgstore.Tx(ctx)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			idempotency.NotExecuted(ctx) // nothing was written: free the key for the retry
+			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
 		var orderID string
@@ -36,16 +37,20 @@ func ExampleTx() {
 		charge, err := client.Charges.Create(ctx, &payonce.ChargeParams{
 			Amount: 2000, Currency: "usd", PaymentMethod: "tok_visa", IdempotencyKey: chargeKey,
 		})
+		var unknown *payonce.OutcomeUnknownError
 		switch {
 		case errors.Is(err, payonce.ErrCardDeclined):
 			http.Error(w, "card declined", http.StatusPaymentRequired) // final: stored with the order
 			return
-		case err != nil:
-			// Perhaps charged, perhaps not: keep nothing, free the key,
-			// and let the client retry. The retry sends chargeKey again,
-			// so the gateway replays whatever it did.
+		case errors.As(err, &unknown), errors.Is(err, payonce.ErrRateLimited):
+			// Perhaps charged, perhaps not yet: keep nothing, free the
+			// key, and let the client retry. The retry sends chargeKey
+			// again, so the gateway replays whatever it did.
 			idempotency.NotExecuted(ctx)
 			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		case err != nil:
+			http.Error(w, "payment refused", http.StatusBadGateway) // a refusal a retry would get again: stored
 			return
 		}
 		_, err = tx.Exec(ctx, `UPDATE orders SET charge_id = $1 WHERE id = $2`, charge.ID, orderID)

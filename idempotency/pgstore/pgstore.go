@@ -39,7 +39,7 @@ type Store struct {
 	table  string // quoted, possibly schema-qualified
 	schema string
 
-	claimSQL, renewSQL, finishSQL, finishedSQL, releaseSQL, deleteSQL, lockSQL string
+	claimSQL, renewSQL, finishSQL, finishedSQL, releaseSQL, deleteSQL, checkSQL string
 }
 
 // An Option configures a [Store].
@@ -129,10 +129,11 @@ WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT FROM claim)`
 	s.finishSQL = `UPDATE ` + t + ` SET finished = true, status = $4, headers = $5, body = $6, expires_at = $7` + owned
 	s.finishedSQL = `SELECT EXISTS (SELECT FROM ` + t + ` WHERE scope = $1 AND key = $2 AND token = $3 AND finished)`
 	s.releaseSQL = `DELETE FROM ` + t + owned
-	// The lock of a transaction that BeginTx begins (see Tx): FOR KEY
-	// SHARE conflicts with a DELETE, not with the UPDATEs of Renew and of
-	// a rival's claim.
-	s.lockSQL = `SELECT true FROM ` + t + owned + ` FOR KEY SHARE`
+	// What BeginTx checks in its transaction (see Tx). It takes no lock:
+	// one that held the row from the beginning would hold up Renew, or a
+	// takeover's Release, and add nothing to the conditional UPDATE that
+	// Finish runs in the transaction.
+	s.checkSQL = `SELECT true FROM ` + t + owned
 	// Rows already locked by a claim are skipped, not waited for; the
 	// DELETE tests the expiry again in case a row changed meanwhile.
 	s.deleteSQL = `DELETE FROM ` + t + ` WHERE ctid = ANY (ARRAY(

@@ -28,7 +28,11 @@ var ErrMiddlewareCommits = errors.New("pgstore: the idempotency middleware commi
 //
 //	func createOrder(w http.ResponseWriter, r *http.Request) {
 //		tx, err := pgstore.Tx(r.Context())
-//		if err != nil { … } // 500: nothing was written
+//		if err != nil {
+//			idempotency.NotExecuted(r.Context()) // nothing was written: let the retry run
+//			http.Error(w, "try again", http.StatusServiceUnavailable)
+//			return
+//		}
 //		_, err = tx.Exec(r.Context(), `INSERT INTO orders (id, amount) VALUES ($1, $2)`, id, amount)
 //		…
 //		w.WriteHeader(http.StatusCreated) // stored and committed with the row
@@ -38,19 +42,40 @@ var ErrMiddlewareCommits = errors.New("pgstore: the idempotency middleware commi
 // the claim's lease runs out, a retry executes the handler again, from a
 // clean slate. After the commit, retries get the stored response.
 //
-// The transaction runs at the pool's default isolation level (READ
-// COMMITTED unless the server says otherwise) on a connection of its own,
-// held until the middleware ends it, while the claim's lease goes on being
-// renewed on another: size the pool for two connections per request in
-// flight. It holds the claim's row with a FOR KEY SHARE lock, which keeps
-// the record from being deleted under it, yet lets renewals through, and
-// lets a duplicate's claim find the key in flight at once rather than wait.
-// The commit is what is conditional: the response is stored only if the
-// row still holds this request's claim, by the same UPDATE that
-// [Store.Finish] runs, which then holds the row until the commit. So if the
-// lease was lost and another request took the key over, the commit fails
-// and keeps nothing of this execution; if the commit came first, the
-// takeover finds the record finished. Never both.
+// Whatever the handler answers is stored with its writes, a 402 or a 500
+// as much as a 201: to keep none of them, call [idempotency.NotExecuted]
+// (the middleware rolls back and frees the key), or undo part of them with
+// a nested transaction (its Begin, a savepoint). If a statement fails, as
+// on a unique violation, PostgreSQL aborts the transaction: the handler's
+// answer is then stored without any of its writes.
+//
+// The transaction runs at READ COMMITTED, whatever the server's default:
+// the claim's lease goes on being renewed, on another connection, while
+// the handler runs, and a stricter level would refuse the commit after the
+// first renewal. That other connection comes from the same pool, so size
+// the pool for two connections per request in flight, and bound the
+// requests in flight in front of the middleware: when the pool runs dry,
+// Tx and the renewals time out, and clients get 503s. Like any pgx.Tx it
+// is not safe for concurrent use, and nothing may use it, nor its Conn,
+// once the handler has returned.
+//
+// The commit is conditional on the claim: the response is stored by the
+// UPDATE that [Store.Finish] runs, which matches only while the row still
+// holds this request's claim, and which then holds the row locked until
+// the commit. So if the lease was lost and another request took the key
+// over, the commit fails and keeps nothing of this execution; if the
+// commit came first, the takeover finds the record finished. Never both.
+// Until that UPDATE the transaction holds no lock on the claim's row, so
+// renewals, a duplicate's claim (answered 409 at once) and a takeover's
+// release never wait for it.
+//
+// A process that dies takes its connection with it, and PostgreSQL rolls
+// its transaction back at once. A host that vanishes, or a partition,
+// leaves the transaction open until the server notices: set
+// tcp_keepalives_idle, tcp_keepalives_interval and tcp_keepalives_count
+// (or idle_in_transaction_session_timeout, above the handler timeout), or
+// the dead transaction's row locks hold up a retry's conflicting writes
+// for as long as TCP takes to give up.
 //
 // Commit and Rollback on it return [ErrMiddlewareCommits]. See
 // [idempotency.Transaction] for when the middleware rolls back instead,
@@ -59,8 +84,8 @@ var ErrMiddlewareCommits = errors.New("pgstore: the idempotency middleware commi
 //
 // The error wraps [idempotency.ErrNoTransaction] when ctx is not that of a
 // handler the middleware claimed a key for, or the middleware's store is
-// not a pgstore [Store]; it is [idempotency.ErrLeaseLost] when the claim
-// is gone.
+// not a pgstore [Store]. It is [idempotency.ErrLeaseLost] or
+// [idempotency.ErrLeaseExpired] when the claim is gone, or about to be.
 func Tx(ctx context.Context) (pgx.Tx, error) {
 	t, err := idempotency.Transaction(ctx)
 	if err != nil {
@@ -73,17 +98,17 @@ func Tx(ctx context.Context) (pgx.Tx, error) {
 	return handlerTx{st.tx}, nil
 }
 
-// BeginTx implements [idempotency.TxStore]. It begins a transaction on a
-// connection from the pool, and takes the claim's row with FOR KEY SHARE;
-// if the row no longer holds c.Token in flight, it rolls back and returns
-// [idempotency.ErrLeaseLost]. See [Tx].
+// BeginTx implements [idempotency.TxStore]. It begins a READ COMMITTED
+// transaction on a connection from the pool, and reads the claim's row in
+// it: if the row no longer holds c.Token in flight, it rolls back and
+// returns [idempotency.ErrLeaseLost]. See [Tx].
 func (s *Store) BeginTx(ctx context.Context, c idempotency.Claim) (idempotency.Tx, error) {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: begin: %w", err)
 	}
 	var held bool
-	err = tx.QueryRow(ctx, s.lockSQL, []byte(c.Scope), []byte(c.Key), c.Token).Scan(&held)
+	err = tx.QueryRow(ctx, s.checkSQL, []byte(c.Scope), []byte(c.Key), c.Token).Scan(&held)
 	if err != nil {
 		// On a done context, the failed rollback closes the connection,
 		// which rolls back as well.
@@ -103,8 +128,17 @@ type storeTx struct {
 }
 
 // Finish implements [idempotency.Tx]: the UPDATE of [Store.Finish], in the
-// transaction, then the commit.
+// transaction, then the commit. When a statement of the handler's failed,
+// PostgreSQL has aborted the transaction, and nothing of it can commit: then
+// Finish rolls it back and stores resp as [Store.Finish] does, since
+// nothing of the handler's writes is kept.
 func (t *storeTx) Finish(ctx context.Context, c idempotency.Claim, resp *idempotency.Response) error {
+	if t.tx.Conn().PgConn().TxStatus() == 'E' {
+		if err := t.tx.Rollback(ctx); err != nil {
+			return fmt.Errorf("pgstore: finish: rollback of the aborted transaction: %w", err)
+		}
+		return t.s.Finish(ctx, c, resp)
+	}
 	body := resp.Body
 	if body == nil {
 		body = []byte{}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -241,4 +242,52 @@ func TestTxWithoutPgstore(t *testing.T) {
 	require.ErrorIs(t, txErr, idempotency.ErrNoTransaction)
 	assert.Contains(t, txErr.Error(), "the middleware's store, *idempotency.MemoryStore, does not offer transactions")
 	assert.False(t, errors.Is(txErr, idempotency.ErrLeaseLost))
+}
+
+// TestTxConformanceUnderSerializableDefault: Tx's transaction is READ
+// COMMITTED whatever the server's default, since under a stricter level the
+// commit after a renewal would fail with a serialization error.
+func TestTxConformanceUnderSerializableDefault(t *testing.T) {
+	db := setup(t)
+	table := db.rows(t)
+	s := db.store(t, db.pool(t, "", func(cfg *pgxpool.Config) {
+		cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "serializable"
+	}))
+	storetest.RunTx(t, storetest.TxConfig{
+		New: func(*testing.T) idempotency.TxStore { return s },
+		Write: func(t *testing.T, tx idempotency.Tx, marker string) {
+			_, err := pgstore.PgxTx(tx).Exec(context.Background(), `INSERT INTO `+table+` VALUES ($1)`, marker)
+			require.NoError(t, err)
+		},
+		Kept: func(t *testing.T, marker string) bool { return db.marked(t, table, marker) > 0 },
+	})
+}
+
+// TestTxAbortedByAFailedStatement: a statement of the handler's fails, so
+// PostgreSQL aborts the transaction; the handler's answer is stored all
+// the same, without its writes, rather than lost with the transaction.
+func TestTxAbortedByAFailedStatement(t *testing.T) {
+	db := setup(t)
+	table := db.rows(t)
+	mw, err := idempotency.New(db.store(t, db.pool(t, "")), idempotency.WithoutScope())
+	require.NoError(t, err)
+	runs := 0
+	h := mw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs++
+		ctx := r.Context()
+		tx, err := pgstore.Tx(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `INSERT INTO `+table+` VALUES ('order')`)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `SELECT 1/0`)
+		require.Error(t, err)
+		http.Error(w, "the order conflicts", http.StatusConflict)
+	}))
+	first := post(t, h, "order-1")
+	assert.Equal(t, http.StatusConflict, first.Code, "%s", first.Body)
+	again := post(t, h, "order-1")
+	assert.Equal(t, http.StatusConflict, again.Code)
+	assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"), "the answer was stored")
+	assert.Equal(t, 1, runs)
+	assert.Equal(t, 0, db.marked(t, table, "order"), "none of the aborted transaction's writes")
 }
