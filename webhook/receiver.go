@@ -178,6 +178,13 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			errors.New("webhook: method "+r.Method+" not allowed: deliveries are POSTed"))
 		return
 	}
+	// The cheap refusal first: a request with no signature header at all
+	// is not worth reading.
+	if !rc.verifier.hasSignature(r.Header) {
+		err := wrap(ErrNoSignature, "no "+rc.verifier.signatureHeader()+" header")
+		rc.refuse(w, r, http.StatusBadRequest, errorCode(err), err)
+		return
+	}
 	body := r.Body
 	if body == nil {
 		body = http.NoBody

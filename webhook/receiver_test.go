@@ -611,3 +611,27 @@ func TestReceiverHandlerSeesTheURL(t *testing.T) {
 	assert.Equal(t, "/webhooks/str%69pe", got.EscapedPath())
 	assert.Equal(t, "src=test", got.RawQuery)
 }
+
+// unreadBody fails the test if the receiver reads it.
+type unreadBody struct{ t *testing.T }
+
+func (b unreadBody) Read([]byte) (int, error) {
+	b.t.Error("the receiver read the body of a request with no signature header")
+	return 0, io.EOF
+}
+
+// A request without a signature header is refused before its body is read.
+func TestReceiverRefusesUnsignedBeforeReading(t *testing.T) {
+	store, ship := newCountingStore(), &shipper{}
+	var refused error
+	rc := newStripeReceiver(t, store, ship, webhook.WithRefused(func(_ *http.Request, err error) { refused = err }))
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", nil)
+	req.Body = io.NopCloser(unreadBody{t})
+	req.Header.Set(webhook.HeaderWebhookSignature, "v1,AAAA") // the other scheme's
+	w := serve(rc, req)
+	assert.Equal(t, http.StatusBadRequest, w.Code)
+	assert.Equal(t, "webhook_signature_missing", errorCode(t, w))
+	assert.ErrorIs(t, refused, webhook.ErrNoSignature)
+	assert.Zero(t, store.claims.Load())
+	assert.Zero(t, ship.count())
+}
