@@ -30,7 +30,9 @@ const (
 // epoch is the verifiers' clock in these tests, a whole second.
 var epoch = time.Unix(1_800_000_000, 0)
 
-func clockAt(t time.Time) webhook.VerifierOption { return webhook.WithClock(func() time.Time { return t }) }
+func clockAt(t time.Time) webhook.VerifierOption {
+	return webhook.WithClock(func() time.Time { return t })
+}
 
 func stripeVerifier(t *testing.T, secrets []string, opts ...webhook.VerifierOption) *webhook.Verifier {
 	t.Helper()
