@@ -605,6 +605,7 @@ func (w *world) post(dv *delivery, ep *endpoint, copyWhileWaiting bool) (int, er
 	}
 	h["Stripe-Signature"] = []string{sig}
 	h["Cache-Control"] = []string{"no-cache"}
+	h[deliveryMarker] = []string{"1"} // the control surface refuses it
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return 0, scrubURLError(err)

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,14 +96,21 @@ var (
 const maxWebhookURL = 2048
 
 // checkWebhookURL refuses what cannot be an endpoint's URL: anything but
-// an absolute http or https URL, and, unless [WithRemoteWebhooks], a host
-// other than localhost, 127.0.0.0/8 or [::1].
+// an absolute http or https URL; a path that, decoded and cleaned, is the
+// control surface's (/_mock, /_mock/…, /healthz), on any host, so that an
+// API key cannot drive the control surface through a delivery; and, unless
+// [WithRemoteWebhooks], a host other than localhost, 127.0.0.0/8 or [::1].
 func (w *world) checkWebhookURL(raw string) *apiError {
 	u, err := url.Parse(raw)
 	if err != nil || len(raw) > maxWebhookURL || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 		u.User != nil || u.Fragment != "" {
 		return invalidParam("url_invalid", "url",
 			"Invalid URL: a webhook endpoint's url must be an absolute http or https URL of at most 2048 bytes, with no user info or fragment")
+	}
+	if isControl(path.Clean("/" + u.Path)) {
+		return invalidParam("url_invalid", "url",
+			"Invalid URL: a webhook endpoint's path may not be the mock's control surface (/_mock/…, /healthz): "+
+				strconv.Quote(clip(raw, 200)))
 	}
 	if !w.g.cfg.hooks.remote && !loopbackHost(u.Host) {
 		return invalidParam("url_invalid", "url",
