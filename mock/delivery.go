@@ -117,7 +117,8 @@ func WithDeliveryPolicy(p DeliveryPolicy) Option {
 // default an endpoint's URL must be loopback (localhost, 127.0.0.0/8,
 // [::1]), and the delivery client connects to loopback addresses only,
 // whatever a name resolves to, so that a mock cannot be made to post to
-// other machines. cmd/payonce-mock -allow-remote sets it.
+// other machines. cmd/payonce-mock -allow-remote-webhooks sets it (and
+// -allow-remote, which is about the listener, does not).
 func WithRemoteWebhooks() Option {
 	return func(c *config) error {
 		c.hooks.remote = true

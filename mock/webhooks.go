@@ -115,7 +115,7 @@ func (w *world) checkWebhookURL(raw string) *apiError {
 	if !w.g.cfg.hooks.remote && !loopbackHost(u.Host) {
 		return invalidParam("url_invalid", "url",
 			"Invalid URL: the mock delivers webhooks only to loopback URLs (localhost, 127.0.0.0/8, [::1]) unless it "+
-				"was started with -allow-remote (mock.WithRemoteWebhooks in Go): "+strconv.Quote(clip(raw, 200)))
+				"was started with -allow-remote-webhooks (mock.WithRemoteWebhooks in Go): "+strconv.Quote(clip(raw, 200)))
 	}
 	return nil
 }
