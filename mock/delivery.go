@@ -204,7 +204,8 @@ type DeliveryStats struct {
 	Failed int64 `json:"failed"`
 	// Dropped counts the 2xx answers a drop_answer fault ignored.
 	Dropped int64 `json:"dropped"`
-	// GaveUp counts the deliveries given up.
+	// GaveUp counts the deliveries given up: after their last attempt, or,
+	// when their endpoint is deleted or disabled, at once and without one.
 	GaveUp int64 `json:"gave_up"`
 	// Pending counts the deliveries neither delivered nor given up:
 	// scheduled, held by a delay fault, waiting to retry or in flight.
@@ -396,6 +397,38 @@ func (w *world) fanOut(ev *event) {
 	d.poke()
 }
 
+// dropEndpoint gives up, at once, every queued delivery to ep, which was
+// deleted or disabled: retries, delayed deliveries and copies alone. They
+// count as given up, not as attempts, since nothing is sent; those already
+// on their way to an attempt are given up there, and an attempt in flight
+// is not retried.
+func (d *deliverer) dropEndpoint(ep *endpoint) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	kept := d.queue[:0]
+	for _, dv := range d.queue {
+		if dv.ep == ep {
+			n++
+			continue
+		}
+		kept = append(kept, dv)
+	}
+	if n == 0 {
+		return
+	}
+	clear(d.queue[len(kept):])
+	d.queue = kept
+	for i, dv := range d.queue {
+		dv.index = i
+	}
+	heap.Init(&d.queue)
+	d.stats.GaveUp += int64(n)
+	d.stats.Pending -= int64(n)
+	d.changedLocked()
+	d.poke()
+}
+
 // pushLocked queues a new delivery. d.mu is held.
 func (d *deliverer) pushLocked(dv *delivery) {
 	heap.Push(&d.queue, dv)
@@ -505,6 +538,18 @@ func (w *world) attempt(dv *delivery) {
 	dv.account.mu.Lock()
 	ep := *dv.ep
 	dv.account.mu.Unlock()
+	if ep.deleted || ep.disabled {
+		// Gone since it was queued or popped: given up, with nothing sent
+		// and no attempt counted, as dropEndpoint does.
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.ctx.Err() == nil {
+			d.stats.GaveUp++
+			d.stats.Pending--
+			d.changedLocked()
+		}
+		return
+	}
 	dv.attempt++
 	var fault DeliveryFaultKind
 	if dv.fault != nil && dv.attempt == 1 {
@@ -513,14 +558,8 @@ func (w *world) attempt(dv *delivery) {
 	rec := DeliveryRecord{Event: dv.ev.id, Type: dv.ev.typ, Endpoint: ep.id, Account: ep.account, URL: ep.url,
 		Attempt: dv.attempt, Copy: dv.copy, Fault: fault, At: w.g.Now()}
 
-	var status int
-	var err error
 	begin := time.Now()
-	if ep.deleted {
-		err = errors.New("the endpoint was deleted")
-	} else {
-		status, err = w.post(dv, &ep, fault == ConcurrentCopy && dv.copy == 0)
-	}
+	status, err := w.post(dv, &ep, fault == ConcurrentCopy && dv.copy == 0)
 	rec.Duration = time.Since(begin)
 	if d.ctx.Err() != nil {
 		return // the gateway closed or reset: nothing more is recorded
@@ -537,6 +576,10 @@ func (w *world) attempt(dv *delivery) {
 	default:
 		rec.Outcome = DeliveryFailed
 	}
+
+	dv.account.mu.Lock()
+	gone := dv.ep.deleted || dv.ep.disabled // while the attempt was in flight
+	dv.account.mu.Unlock()
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -556,7 +599,7 @@ func (w *world) attempt(dv *delivery) {
 	if !ok {
 		now := w.g.Now()
 		next := max(d.policy.Backoff(dv.attempt), 0)
-		if ep.deleted || dv.attempt >= d.policy.MaxAttempts || now.Add(next).Sub(dv.ev.at) > d.policy.MaxAge {
+		if gone || dv.attempt >= d.policy.MaxAttempts || now.Add(next).Sub(dv.ev.at) > d.policy.MaxAge {
 			rec.GaveUp = true
 			d.stats.GaveUp++
 			d.stats.Pending--

@@ -180,27 +180,56 @@ func TestDeliveryFilteredAndDisabled(t *testing.T) {
 	assert.ElementsMatch(t, []string{"charge.refunded", "refund.created"}, refunds.types())
 	assert.Empty(t, off.types(), "a disabled endpoint receives nothing")
 
-	// A deleted endpoint's pending retries stop.
-	failing := newReceiver(t)
-	failing.answerWith(func(int, *stripe.Event) int { return http.StatusInternalServerError })
-	we := failing.endpoint(sc)
-	charge(t, sc, "")
-	waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Failed == 1 })
-	_, err = sc.V1WebhookEndpoints.Delete(ctx, we.ID, nil)
-	require.NoError(t, err)
-	srv.AdvanceClock(time.Second)
-	st := settle(t, srv)
-	assert.Equal(t, int64(1), st.GaveUp)
-	var mine []mock.DeliveryRecord
-	for _, r := range srv.Deliveries() {
-		if r.Endpoint == we.ID {
-			mine = append(mine, r)
-		}
+}
+
+// A deleted or disabled endpoint's queued deliveries, retries and delayed
+// ones alike, are given up the moment it goes, not when they fall due:
+// nothing is pending, and nothing is counted as an attempt, since nothing
+// was sent. A disabled endpoint gets nothing more.
+func TestDeliveryEndpointGoneGivesUpAtOnce(t *testing.T) {
+	for _, gone := range []string{"deleted", "disabled"} {
+		t.Run(gone, func(t *testing.T) {
+			sc, srv := stripeClient(t, keyA)
+			ctx := context.Background()
+			failing := newReceiver(t)
+			failing.answerWith(func(int, *stripe.Event) int { return http.StatusInternalServerError })
+			we := failing.endpoint(sc)
+			other := newReceiver(t)
+			other.endpoint(sc)
+			charge(t, sc, "")
+			waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Failed == 1 && s.Delivered == 1 })
+			// And one held by a delay fault.
+			require.NoError(t, srv.InjectDeliveryFault(mock.DeliveryFault{Kind: mock.DelayDelivery, Endpoint: we.ID, Delay: time.Hour}))
+			charge(t, sc, "")
+			waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Delivered == 2 })
+			require.Equal(t, int64(2), srv.DeliveryStats().Pending, "a retry and a delayed delivery")
+
+			var err error
+			if gone == "deleted" {
+				_, err = sc.V1WebhookEndpoints.Delete(ctx, we.ID, nil)
+			} else {
+				_, err = sc.V1WebhookEndpoints.Update(ctx, we.ID, &stripe.WebhookEndpointUpdateParams{Disabled: stripe.Bool(true)})
+			}
+			require.NoError(t, err)
+			assert.Equal(t, mock.DeliveryStats{Events: 2, Deliveries: 4, Attempts: 3, Delivered: 2, Failed: 1, GaveUp: 2},
+				srv.DeliveryStats(), "given up at once, with no attempt")
+
+			charge(t, sc, "")
+			srv.AdvanceClock(2 * time.Hour)
+			st := settle(t, srv)
+			assert.Equal(t, mock.DeliveryStats{Events: 3, Deliveries: 5, Attempts: 4, Delivered: 3, Failed: 1, GaveUp: 2}, st)
+			var mine []mock.DeliveryRecord
+			for _, r := range srv.Deliveries() {
+				if r.Endpoint == we.ID {
+					mine = append(mine, r)
+				}
+			}
+			require.Len(t, mine, 1, "the first attempt alone was made")
+			assert.False(t, mine[0].GaveUp)
+			assert.Len(t, failing.events(), 1, "nothing more reached it")
+			assert.Len(t, other.events(), 3)
+		})
 	}
-	require.Len(t, mine, 2)
-	assert.Contains(t, mine[1].Error, "deleted")
-	assert.True(t, mine[1].GaveUp)
-	assert.Len(t, failing.events(), 1, "nothing more reached it")
 }
 
 // Close stops the deliveries, of this world and of those before a Reset,

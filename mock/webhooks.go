@@ -297,19 +297,7 @@ func (w *world) updateEndpointStripe(rw http.ResponseWriter, r *http.Request) {
 	if ep == nil {
 		return
 	}
-	if urlGiven {
-		ep.url = u
-	}
-	if events != nil {
-		ep.enabledEvents = events
-	}
-	if desc != nil {
-		ep.description = desc
-	}
-	if disabledGiven {
-		ep.disabled = disabled
-	}
-	if mdGiven {
+	if mdGiven { // checked first: a refused update changes nothing
 		next := maps.Clone(ep.metadata)
 		if md == nil {
 			next = map[string]string{}
@@ -328,8 +316,24 @@ func (w *world) updateEndpointStripe(rw http.ResponseWriter, r *http.Request) {
 		}
 		ep.metadata = next
 	}
+	if urlGiven {
+		ep.url = u
+	}
+	if events != nil {
+		ep.enabledEvents = events
+	}
+	if desc != nil {
+		ep.description = desc
+	}
+	stopped := disabledGiven && disabled && !ep.disabled
+	if disabledGiven {
+		ep.disabled = disabled
+	}
 	out := ep.encode(false)
 	h.mu.Unlock()
+	if stopped {
+		w.hooks.dl.dropEndpoint(ep) // Stripe sends a disabled endpoint nothing more
+	}
 	writeJSON(rw, http.StatusOK, out)
 }
 
@@ -376,6 +380,7 @@ func (w *world) deleteEndpointStripe(rw http.ResponseWriter, r *http.Request) {
 	h.endpoints = slices.DeleteFunc(h.endpoints, func(e *endpoint) bool { return e == ep })
 	h.mu.Unlock()
 	w.hooks.endpointCount.Add(-1)
+	w.hooks.dl.dropEndpoint(ep)
 	writeJSON(rw, http.StatusOK, struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`
