@@ -2,6 +2,7 @@ package mock
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/json"
@@ -76,11 +77,33 @@ func DefaultDeliveryBackoff(attempt int) time.Duration {
 
 // hookConfig is the webhook part of a gateway's config.
 type hookConfig struct {
-	remote    bool
-	policy    DeliveryPolicy
-	chaosRate float64
-	chaosSeed int64
-	policySet bool
+	remote      bool
+	policy      DeliveryPolicy
+	chaosRate   float64
+	chaosSeed   int64
+	policySet   bool
+	eventLimit  int // 0: DefaultEventLimit
+	recordLimit int // 0: DefaultDeliveryRecordLimit
+}
+
+// DefaultDeliveryRecordLimit is how many delivery attempts
+// [Gateway.Deliveries] keeps by default, as [DefaultHistoryLimit] is for
+// requests.
+const DefaultDeliveryRecordLimit = DefaultHistoryLimit
+
+// WithDeliveryRecordLimit sets how many of the latest delivery attempts
+// [Gateway.Deliveries] and GET /_mock/deliveries keep (default
+// [DefaultDeliveryRecordLimit]). Older ones are forgotten, oldest first, so
+// that a long-running gateway stays bounded; [Gateway.DeliveryStats]
+// counts them all.
+func WithDeliveryRecordLimit(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("mock: delivery record limit must be positive, got %d", n)
+		}
+		c.hooks.recordLimit = n
+		return nil
+	}
 }
 
 // WithDeliveryPolicy sets how webhook deliveries are retried and bounded.
@@ -216,8 +239,9 @@ type DeliveryStats struct {
 type hookState struct {
 	accounts      sync.Map // account id → *hookAccount
 	seq           atomic.Uint64
-	events        atomic.Int64
+	events        atomic.Int64 // made, kept or not
 	endpointCount atomic.Int64 // live endpoints, in every account
+	retained      eventFIFO    // the events kept, in every account
 	dl            deliverer
 }
 
@@ -237,7 +261,7 @@ type delivery struct {
 type deliverer struct {
 	mu      sync.Mutex
 	queue   deliveryQueue
-	records []DeliveryRecord
+	records recordRing
 	stats   DeliveryStats
 	changed chan struct{} // closed, and replaced, whenever stats change; nil until a wait
 	waiters atomic.Int32  // WaitDeliveryStats calls under way
@@ -290,6 +314,8 @@ func (w *world) initHooks() {
 	d.wake = make(chan struct{}, 1)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.chaos.set(w.g.cfg.hooks.chaosRate, w.g.cfg.hooks.chaosSeed)
+	d.records.limit = cmp.Or(w.g.cfg.hooks.recordLimit, DefaultDeliveryRecordLimit)
+	w.hooks.retained.limit = cmp.Or(w.g.cfg.hooks.eventLimit, DefaultEventLimit)
 }
 
 // stopHooks ends w's deliveries: those in flight are cancelled, the rest
@@ -609,7 +635,7 @@ func (w *world) attempt(dv *delivery) {
 			d.poke()
 		}
 	}
-	d.records = append(d.records, rec)
+	d.records.add(rec)
 	d.changedLocked()
 }
 
@@ -680,14 +706,52 @@ func (d *deliverer) changedLocked() {
 	}
 }
 
-// Deliveries returns every delivery attempt so far, in the order they
-// ended: to which endpoint, which attempt, what the endpoint answered and
-// how long it took.
+// Deliveries returns the delivery attempts, one record per POST sent (or
+// tried) to an endpoint, in the order they ended: to which endpoint, which
+// attempt, what the endpoint answered and how long it took. A delivery
+// retried three times has three records; one given up without an attempt,
+// its endpoint deleted or disabled, has none. It keeps the latest
+// [WithDeliveryRecordLimit] attempts (default
+// [DefaultDeliveryRecordLimit]), and forgets older ones;
+// [Gateway.DeliveryStats] counts them all.
 func (g *Gateway) Deliveries() []DeliveryRecord {
 	d := &g.world.Load().hooks.dl
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]DeliveryRecord(nil), d.records...)
+	return d.records.list()
+}
+
+// recordRing keeps the latest delivery records, up to limit, in a circular
+// buffer that grows up to it.
+type recordRing struct {
+	limit    int
+	ring     []DeliveryRecord
+	first, n int
+}
+
+func (r *recordRing) add(rec DeliveryRecord) {
+	if r.n == r.limit {
+		r.ring[r.first] = DeliveryRecord{}
+		r.first = (r.first + 1) % len(r.ring)
+		r.n--
+	}
+	if r.n == len(r.ring) { // full but under limit: grow, oldest first
+		grown := make([]DeliveryRecord, r.n, min(max(2*r.n, 64), r.limit))
+		copy(grown, r.ring[r.first:])
+		copy(grown[len(r.ring)-r.first:], r.ring[:r.first])
+		r.ring, r.first = grown[:cap(grown)], 0
+	}
+	r.ring[(r.first+r.n)%len(r.ring)] = rec
+	r.n++
+}
+
+// list returns the records kept, oldest first.
+func (r *recordRing) list() []DeliveryRecord {
+	out := make([]DeliveryRecord, r.n)
+	for i := range r.n {
+		out[i] = r.ring[(r.first+i)%len(r.ring)]
+	}
+	return out
 }
 
 // DeliveryStats returns the delivery counters.
