@@ -271,6 +271,7 @@ type deliverer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	client  *http.Client
+	flying  sync.WaitGroup // this world's attempts, which the scheduler waits for as it ends
 	sem     chan struct{}
 	policy  DeliveryPolicy
 	faults  deliveryFaultSet
@@ -330,10 +331,11 @@ func (w *world) stopHooks() {
 
 // Close ends the gateway's webhook deliveries, and every held Delay or
 // DelayAfter fault, and waits until the goroutines that ran them have
-// returned. Deliveries not yet made are never made. A Gateway that
-// delivers no webhooks starts no goroutines, so one used only as an
-// [http.Handler] needs no Close; [Server.Close] calls it. It is safe to
-// call more than once.
+// returned; by then the delivery client's idle connections are closed too,
+// after the last attempt that could return one. Deliveries not yet made
+// are never made. A Gateway that delivers no webhooks starts no
+// goroutines, so one used only as an [http.Handler] needs no Close;
+// [Server.Close] calls it. It is safe to call more than once.
 func (g *Gateway) Close() {
 	g.stopOnce.Do(func() { close(g.stop) })
 	g.dl.mu.Lock()
@@ -477,7 +479,7 @@ func (d *deliverer) startLocked(w *world) {
 	d.started = true
 	p := d.policy
 	d.sem = make(chan struct{}, p.Concurrency)
-	d.client = deliveryClient(p.Timeout, w.g.cfg.hooks.remote)
+	d.client = deliveryClient(p.Timeout, p.Concurrency, w.g.cfg.hooks.remote)
 	root.wg.Add(1)
 	go w.schedule()
 }
@@ -486,9 +488,10 @@ func (d *deliverer) startLocked(w *world) {
 var errNotLoopback = errors.New("the mock delivers webhooks only to loopback addresses (see mock.WithRemoteWebhooks)")
 
 // deliveryClient returns the client deliveries are sent with: no proxy,
-// no redirects followed, a timeout per attempt, and unless remote,
+// no redirects followed, a timeout per attempt, as many idle connections
+// kept per host as attempts may be in flight, and unless remote,
 // connections to loopback addresses only.
-func deliveryClient(timeout time.Duration, remote bool) *http.Client {
+func deliveryClient(timeout time.Duration, concurrency int, remote bool) *http.Client {
 	dialer := &net.Dialer{Timeout: min(timeout, 5*time.Second)}
 	if !remote {
 		dialer.Control = func(_, address string, _ syscall.RawConn) error {
@@ -503,7 +506,7 @@ func deliveryClient(timeout time.Duration, remote bool) *http.Client {
 		Transport: &http.Transport{
 			DialContext:         dialer.DialContext,
 			TLSHandshakeTimeout: min(timeout, 5*time.Second),
-			MaxIdleConnsPerHost: DefaultDeliveryConcurrency,
+			MaxIdleConnsPerHost: concurrency,
 			IdleConnTimeout:     30 * time.Second,
 		},
 		Timeout:       timeout,
@@ -512,10 +515,16 @@ func deliveryClient(timeout time.Duration, remote bool) *http.Client {
 }
 
 // schedule launches deliveries as they fall due, until the world stops.
+// Then it waits for the attempts it launched, and closes the client's idle
+// connections, so that none outlives [Gateway.Close] or a reset: an
+// attempt that ended after the world stopped may have returned one.
 func (w *world) schedule() {
 	defer w.g.dl.wg.Done()
 	d := &w.hooks.dl
-	defer d.client.CloseIdleConnections()
+	defer func() {
+		d.flying.Wait()
+		d.client.CloseIdleConnections()
+	}()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -531,6 +540,7 @@ func (w *world) schedule() {
 		}
 		if len(ready) > 0 {
 			w.g.dl.wg.Add(len(ready)) // the scheduler's own count keeps wg above 0
+			d.flying.Add(len(ready))
 		}
 		d.mu.Unlock()
 		for _, dv := range ready {
@@ -554,6 +564,7 @@ func (w *world) schedule() {
 func (w *world) attempt(dv *delivery) {
 	defer w.g.dl.wg.Done()
 	d := &w.hooks.dl
+	defer d.flying.Done()
 	select {
 	case d.sem <- struct{}{}:
 	case <-d.ctx.Done():

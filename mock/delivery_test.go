@@ -2,6 +2,7 @@ package mock_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -287,4 +288,59 @@ func TestDeliveryReadsBoundedAnswer(t *testing.T) {
 	require.Len(t, recs, 1)
 	assert.Equal(t, mock.DeliveryDelivered, recs[0].Outcome, "%+v", recs[0])
 	assert.Less(t, recs[0].Duration, 30*time.Second)
+}
+
+// Close leaves no connection of the delivery client open: not the idle
+// ones of attempts that ended, nor those of attempts it cancelled.
+func TestDeliveryCloseClosesConnections(t *testing.T) {
+	srv := mock.NewServer(mock.WithStartTime(start))
+	sc := stripeClientFor(srv, keyA)
+	states := make(chan http.ConnState, 100)
+	release, held := make(chan struct{}), make(chan struct{})
+	var n atomic.Int64
+	hold := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // so that the server notices a hang-up
+		if n.Add(1) > 3 {
+			close(held)
+			select { // the last one is in flight when the gateway closes
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	hold.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew || s == http.StateClosed {
+			states <- s
+		}
+	}
+	hold.Start()
+	t.Cleanup(hold.Close)
+	t.Cleanup(func() { close(release) })
+	_, err := sc.V1WebhookEndpoints.Create(context.Background(), &stripe.WebhookEndpointCreateParams{
+		URL: stripe.String(hold.URL), EnabledEvents: stripe.StringSlice([]string{"*"})})
+	require.NoError(t, err)
+	for range 3 {
+		charge(t, sc, "")
+		waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Pending == 0 })
+	}
+	charge(t, sc, "")
+	recv(t, held)
+	srv.Close()
+
+	ctx := waitCtx(t)
+	open := 0
+	for opened := false; !opened || open > 0; {
+		select {
+		case s := <-states:
+			opened = true
+			if s == http.StateNew {
+				open++
+			} else {
+				open--
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d delivery connections still open after Close (%d requests)", open, n.Load())
+		}
+	}
+	assert.Equal(t, int64(4), n.Load())
 }
