@@ -26,6 +26,10 @@
 // least once: retried on the gateway's clock until a 2xx, and duplicated,
 // delayed, sent concurrently or redelivered after a dropped answer when a
 // [DeliveryFault] says so. By default endpoints must be loopback URLs.
+// The t= of each delivery's Stripe-Signature is the real time of the
+// attempt, not the gateway's clock, since the receiver holds it to its own
+// clock: moving the clock with [Gateway.AdvanceClock] never makes a
+// delivery stale.
 // [Gateway.WaitDeliveries] waits until every delivery has settled, and
 // [Gateway.Close] ends them (docs/protocol.md §10).
 //
