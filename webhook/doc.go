@@ -84,9 +84,11 @@
 // act on. A handler that knows a panic leaves nothing half done can
 // recover it and answer 500 itself, to have the event retried.
 //
-// Deliveries must be POSTs (anything else gets 405); a payload larger than
-// [WithMaxBodyBytes] gets 413, and one that cannot be read, as when the
-// sender hangs up while sending it, 400, before anything is claimed. Once
+// Deliveries must be POSTs (anything else gets 405). One without the
+// scheme's signature header (Stripe-Signature, or webhook-signature) gets
+// 400 webhook_signature_missing before its body is read. A payload larger
+// than [WithMaxBodyBytes] gets 413, and one that cannot be read, as when
+// the sender hangs up while sending it, 400, before anything is claimed. Once
 // verified, a delivery is processed to its end even if the sender hangs up,
 // so that its retry finds the outcome.
 //
