@@ -190,7 +190,10 @@ func TestDeliveryFilteredAndDisabled(t *testing.T) {
 func TestDeliveryEndpointGoneGivesUpAtOnce(t *testing.T) {
 	for _, gone := range []string{"deleted", "disabled"} {
 		t.Run(gone, func(t *testing.T) {
-			sc, srv := stripeClient(t, keyA)
+			// A retry an hour away, on the gateway's clock, which runs in
+			// real time: due long after the test.
+			sc, srv := stripeClient(t, keyA, mock.WithDeliveryPolicy(mock.DeliveryPolicy{
+				Backoff: func(int) time.Duration { return time.Hour }}))
 			ctx := context.Background()
 			failing := newReceiver(t)
 			failing.answerWith(func(int, *stripe.Event) int { return http.StatusInternalServerError })
