@@ -2,6 +2,7 @@ package mock
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/json"
@@ -76,11 +77,33 @@ func DefaultDeliveryBackoff(attempt int) time.Duration {
 
 // hookConfig is the webhook part of a gateway's config.
 type hookConfig struct {
-	remote    bool
-	policy    DeliveryPolicy
-	chaosRate float64
-	chaosSeed int64
-	policySet bool
+	remote      bool
+	policy      DeliveryPolicy
+	chaosRate   float64
+	chaosSeed   int64
+	policySet   bool
+	eventLimit  int // 0: DefaultEventLimit
+	recordLimit int // 0: DefaultDeliveryRecordLimit
+}
+
+// DefaultDeliveryRecordLimit is how many delivery attempts
+// [Gateway.Deliveries] keeps by default, as [DefaultHistoryLimit] is for
+// requests.
+const DefaultDeliveryRecordLimit = DefaultHistoryLimit
+
+// WithDeliveryRecordLimit sets how many of the latest delivery attempts
+// [Gateway.Deliveries] and GET /_mock/deliveries keep (default
+// [DefaultDeliveryRecordLimit]). Older ones are forgotten, oldest first, so
+// that a long-running gateway stays bounded; [Gateway.DeliveryStats]
+// counts them all.
+func WithDeliveryRecordLimit(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("mock: delivery record limit must be positive, got %d", n)
+		}
+		c.hooks.recordLimit = n
+		return nil
+	}
 }
 
 // WithDeliveryPolicy sets how webhook deliveries are retried and bounded.
@@ -117,7 +140,8 @@ func WithDeliveryPolicy(p DeliveryPolicy) Option {
 // default an endpoint's URL must be loopback (localhost, 127.0.0.0/8,
 // [::1]), and the delivery client connects to loopback addresses only,
 // whatever a name resolves to, so that a mock cannot be made to post to
-// other machines. cmd/payonce-mock -allow-remote sets it.
+// other machines. cmd/payonce-mock -allow-remote-webhooks sets it (and
+// -allow-remote, which is about the listener, does not).
 func WithRemoteWebhooks() Option {
 	return func(c *config) error {
 		c.hooks.remote = true
@@ -203,7 +227,8 @@ type DeliveryStats struct {
 	Failed int64 `json:"failed"`
 	// Dropped counts the 2xx answers a drop_answer fault ignored.
 	Dropped int64 `json:"dropped"`
-	// GaveUp counts the deliveries given up.
+	// GaveUp counts the deliveries given up: after their last attempt, or,
+	// when their endpoint is deleted or disabled, at once and without one.
 	GaveUp int64 `json:"gave_up"`
 	// Pending counts the deliveries neither delivered nor given up:
 	// scheduled, held by a delay fault, waiting to retry or in flight.
@@ -214,8 +239,9 @@ type DeliveryStats struct {
 type hookState struct {
 	accounts      sync.Map // account id → *hookAccount
 	seq           atomic.Uint64
-	events        atomic.Int64
+	events        atomic.Int64 // made, kept or not
 	endpointCount atomic.Int64 // live endpoints, in every account
+	retained      eventFIFO    // the events kept, in every account
 	dl            deliverer
 }
 
@@ -235,7 +261,7 @@ type delivery struct {
 type deliverer struct {
 	mu      sync.Mutex
 	queue   deliveryQueue
-	records []DeliveryRecord
+	records recordRing
 	stats   DeliveryStats
 	changed chan struct{} // closed, and replaced, whenever stats change; nil until a wait
 	waiters atomic.Int32  // WaitDeliveryStats calls under way
@@ -245,6 +271,7 @@ type deliverer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	client  *http.Client
+	flying  sync.WaitGroup // this world's attempts, which the scheduler waits for as it ends
 	sem     chan struct{}
 	policy  DeliveryPolicy
 	faults  deliveryFaultSet
@@ -288,6 +315,8 @@ func (w *world) initHooks() {
 	d.wake = make(chan struct{}, 1)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.chaos.set(w.g.cfg.hooks.chaosRate, w.g.cfg.hooks.chaosSeed)
+	d.records.limit = cmp.Or(w.g.cfg.hooks.recordLimit, DefaultDeliveryRecordLimit)
+	w.hooks.retained.limit = cmp.Or(w.g.cfg.hooks.eventLimit, DefaultEventLimit)
 }
 
 // stopHooks ends w's deliveries: those in flight are cancelled, the rest
@@ -302,10 +331,11 @@ func (w *world) stopHooks() {
 
 // Close ends the gateway's webhook deliveries, and every held Delay or
 // DelayAfter fault, and waits until the goroutines that ran them have
-// returned. Deliveries not yet made are never made. A Gateway that
-// delivers no webhooks starts no goroutines, so one used only as an
-// [http.Handler] needs no Close; [Server.Close] calls it. It is safe to
-// call more than once.
+// returned; by then the delivery client's idle connections are closed too,
+// after the last attempt that could return one. Deliveries not yet made
+// are never made. A Gateway that delivers no webhooks starts no
+// goroutines, so one used only as an [http.Handler] needs no Close;
+// [Server.Close] calls it. It is safe to call more than once.
 func (g *Gateway) Close() {
 	g.stopOnce.Do(func() { close(g.stop) })
 	g.dl.mu.Lock()
@@ -395,6 +425,38 @@ func (w *world) fanOut(ev *event) {
 	d.poke()
 }
 
+// dropEndpoint gives up, at once, every queued delivery to ep, which was
+// deleted or disabled: retries, delayed deliveries and copies alone. They
+// count as given up, not as attempts, since nothing is sent; those already
+// on their way to an attempt are given up there, and an attempt in flight
+// is not retried.
+func (d *deliverer) dropEndpoint(ep *endpoint) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	kept := d.queue[:0]
+	for _, dv := range d.queue {
+		if dv.ep == ep {
+			n++
+			continue
+		}
+		kept = append(kept, dv)
+	}
+	if n == 0 {
+		return
+	}
+	clear(d.queue[len(kept):])
+	d.queue = kept
+	for i, dv := range d.queue {
+		dv.index = i
+	}
+	heap.Init(&d.queue)
+	d.stats.GaveUp += int64(n)
+	d.stats.Pending -= int64(n)
+	d.changedLocked()
+	d.poke()
+}
+
 // pushLocked queues a new delivery. d.mu is held.
 func (d *deliverer) pushLocked(dv *delivery) {
 	heap.Push(&d.queue, dv)
@@ -417,7 +479,7 @@ func (d *deliverer) startLocked(w *world) {
 	d.started = true
 	p := d.policy
 	d.sem = make(chan struct{}, p.Concurrency)
-	d.client = deliveryClient(p.Timeout, w.g.cfg.hooks.remote)
+	d.client = deliveryClient(p.Timeout, p.Concurrency, w.g.cfg.hooks.remote)
 	root.wg.Add(1)
 	go w.schedule()
 }
@@ -426,9 +488,10 @@ func (d *deliverer) startLocked(w *world) {
 var errNotLoopback = errors.New("the mock delivers webhooks only to loopback addresses (see mock.WithRemoteWebhooks)")
 
 // deliveryClient returns the client deliveries are sent with: no proxy,
-// no redirects followed, a timeout per attempt, and unless remote,
+// no redirects followed, a timeout per attempt, as many idle connections
+// kept per host as attempts may be in flight, and unless remote,
 // connections to loopback addresses only.
-func deliveryClient(timeout time.Duration, remote bool) *http.Client {
+func deliveryClient(timeout time.Duration, concurrency int, remote bool) *http.Client {
 	dialer := &net.Dialer{Timeout: min(timeout, 5*time.Second)}
 	if !remote {
 		dialer.Control = func(_, address string, _ syscall.RawConn) error {
@@ -443,7 +506,7 @@ func deliveryClient(timeout time.Duration, remote bool) *http.Client {
 		Transport: &http.Transport{
 			DialContext:         dialer.DialContext,
 			TLSHandshakeTimeout: min(timeout, 5*time.Second),
-			MaxIdleConnsPerHost: DefaultDeliveryConcurrency,
+			MaxIdleConnsPerHost: concurrency,
 			IdleConnTimeout:     30 * time.Second,
 		},
 		Timeout:       timeout,
@@ -452,10 +515,16 @@ func deliveryClient(timeout time.Duration, remote bool) *http.Client {
 }
 
 // schedule launches deliveries as they fall due, until the world stops.
+// Then it waits for the attempts it launched, and closes the client's idle
+// connections, so that none outlives [Gateway.Close] or a reset: an
+// attempt that ended after the world stopped may have returned one.
 func (w *world) schedule() {
 	defer w.g.dl.wg.Done()
 	d := &w.hooks.dl
-	defer d.client.CloseIdleConnections()
+	defer func() {
+		d.flying.Wait()
+		d.client.CloseIdleConnections()
+	}()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -471,6 +540,7 @@ func (w *world) schedule() {
 		}
 		if len(ready) > 0 {
 			w.g.dl.wg.Add(len(ready)) // the scheduler's own count keeps wg above 0
+			d.flying.Add(len(ready))
 		}
 		d.mu.Unlock()
 		for _, dv := range ready {
@@ -494,6 +564,7 @@ func (w *world) schedule() {
 func (w *world) attempt(dv *delivery) {
 	defer w.g.dl.wg.Done()
 	d := &w.hooks.dl
+	defer d.flying.Done()
 	select {
 	case d.sem <- struct{}{}:
 	case <-d.ctx.Done():
@@ -504,6 +575,18 @@ func (w *world) attempt(dv *delivery) {
 	dv.account.mu.Lock()
 	ep := *dv.ep
 	dv.account.mu.Unlock()
+	if ep.deleted || ep.disabled {
+		// Gone since it was queued or popped: given up, with nothing sent
+		// and no attempt counted, as dropEndpoint does.
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.ctx.Err() == nil {
+			d.stats.GaveUp++
+			d.stats.Pending--
+			d.changedLocked()
+		}
+		return
+	}
 	dv.attempt++
 	var fault DeliveryFaultKind
 	if dv.fault != nil && dv.attempt == 1 {
@@ -512,14 +595,8 @@ func (w *world) attempt(dv *delivery) {
 	rec := DeliveryRecord{Event: dv.ev.id, Type: dv.ev.typ, Endpoint: ep.id, Account: ep.account, URL: ep.url,
 		Attempt: dv.attempt, Copy: dv.copy, Fault: fault, At: w.g.Now()}
 
-	var status int
-	var err error
 	begin := time.Now()
-	if ep.deleted {
-		err = errors.New("the endpoint was deleted")
-	} else {
-		status, err = w.post(dv, &ep, fault == ConcurrentCopy && dv.copy == 0)
-	}
+	status, err := w.post(dv, &ep, fault == ConcurrentCopy && dv.copy == 0)
 	rec.Duration = time.Since(begin)
 	if d.ctx.Err() != nil {
 		return // the gateway closed or reset: nothing more is recorded
@@ -536,6 +613,10 @@ func (w *world) attempt(dv *delivery) {
 	default:
 		rec.Outcome = DeliveryFailed
 	}
+
+	dv.account.mu.Lock()
+	gone := dv.ep.deleted || dv.ep.disabled // while the attempt was in flight
+	dv.account.mu.Unlock()
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -555,7 +636,7 @@ func (w *world) attempt(dv *delivery) {
 	if !ok {
 		now := w.g.Now()
 		next := max(d.policy.Backoff(dv.attempt), 0)
-		if ep.deleted || dv.attempt >= d.policy.MaxAttempts || now.Add(next).Sub(dv.ev.at) > d.policy.MaxAge {
+		if gone || dv.attempt >= d.policy.MaxAttempts || now.Add(next).Sub(dv.ev.at) > d.policy.MaxAge {
 			rec.GaveUp = true
 			d.stats.GaveUp++
 			d.stats.Pending--
@@ -565,7 +646,7 @@ func (w *world) attempt(dv *delivery) {
 			d.poke()
 		}
 	}
-	d.records = append(d.records, rec)
+	d.records.add(rec)
 	d.changedLocked()
 }
 
@@ -605,6 +686,7 @@ func (w *world) post(dv *delivery, ep *endpoint, copyWhileWaiting bool) (int, er
 	}
 	h["Stripe-Signature"] = []string{sig}
 	h["Cache-Control"] = []string{"no-cache"}
+	h[deliveryMarker] = []string{"1"} // the control surface refuses it
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return 0, scrubURLError(err)
@@ -635,14 +717,52 @@ func (d *deliverer) changedLocked() {
 	}
 }
 
-// Deliveries returns every delivery attempt so far, in the order they
-// ended: to which endpoint, which attempt, what the endpoint answered and
-// how long it took.
+// Deliveries returns the delivery attempts, one record per POST sent (or
+// tried) to an endpoint, in the order they ended: to which endpoint, which
+// attempt, what the endpoint answered and how long it took. A delivery
+// retried three times has three records; one given up without an attempt,
+// its endpoint deleted or disabled, has none. It keeps the latest
+// [WithDeliveryRecordLimit] attempts (default
+// [DefaultDeliveryRecordLimit]), and forgets older ones;
+// [Gateway.DeliveryStats] counts them all.
 func (g *Gateway) Deliveries() []DeliveryRecord {
 	d := &g.world.Load().hooks.dl
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]DeliveryRecord(nil), d.records...)
+	return d.records.list()
+}
+
+// recordRing keeps the latest delivery records, up to limit, in a circular
+// buffer that grows up to it.
+type recordRing struct {
+	limit    int
+	ring     []DeliveryRecord
+	first, n int
+}
+
+func (r *recordRing) add(rec DeliveryRecord) {
+	if r.n == r.limit {
+		r.ring[r.first] = DeliveryRecord{}
+		r.first = (r.first + 1) % len(r.ring)
+		r.n--
+	}
+	if r.n == len(r.ring) { // full but under limit: grow, oldest first
+		grown := make([]DeliveryRecord, r.n, min(max(2*r.n, 64), r.limit))
+		copy(grown, r.ring[r.first:])
+		copy(grown[len(r.ring)-r.first:], r.ring[:r.first])
+		r.ring, r.first = grown[:cap(grown)], 0
+	}
+	r.ring[(r.first+r.n)%len(r.ring)] = rec
+	r.n++
+}
+
+// list returns the records kept, oldest first.
+func (r *recordRing) list() []DeliveryRecord {
+	out := make([]DeliveryRecord, r.n)
+	for i := range r.n {
+		out[i] = r.ring[(r.first+i)%len(r.ring)]
+	}
+	return out
 }
 
 // DeliveryStats returns the delivery counters.

@@ -27,7 +27,8 @@ type EventRecord struct {
 	PendingWebhooks int64 `json:"pending_webhooks"`
 }
 
-// Events returns every event of every account, oldest first.
+// Events returns the events of every account, oldest first: those the
+// gateway keeps, the latest [WithEventLimit] (default [DefaultEventLimit]).
 func (g *Gateway) Events() []EventRecord {
 	w := g.world.Load()
 	var all []*event

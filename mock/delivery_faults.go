@@ -93,7 +93,7 @@ func (f DeliveryFault) normalize() (DeliveryFault, error) {
 		if f.Copies > maxDeliveryCopies {
 			return f, fmt.Errorf("mock: at most %d copies", maxDeliveryCopies)
 		}
-		if time.Duration(f.Copies)*f.Spacing > MaxDeliveryFaultDelay {
+		if f.Spacing > MaxDeliveryFaultDelay/time.Duration(f.Copies) { // Copies*Spacing, which may overflow
 			return f, fmt.Errorf("mock: delivery fault copies spaced over %v", MaxDeliveryFaultDelay)
 		}
 	case DelayDelivery:

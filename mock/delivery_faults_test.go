@@ -3,6 +3,7 @@ package mock_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -159,9 +160,15 @@ func TestDeliveryFaultValidation(t *testing.T) {
 		{Kind: mock.DelayDelivery, Delay: mock.MaxDeliveryFaultDelay + 1},
 		{Kind: mock.DropAnswer, Spacing: time.Second},
 		{Kind: mock.ConcurrentCopy, Times: -1},
+		// Copies times Spacing would overflow to a negative duration.
+		{Kind: mock.DuplicateDelivery, Copies: 2, Spacing: math.MaxInt64/2 + 1},
+		{Kind: mock.DuplicateDelivery, Copies: 100, Spacing: math.MaxInt64 / 50},
+		{Kind: mock.DuplicateDelivery, Copies: 2, Spacing: mock.MaxDeliveryFaultDelay/2 + 1},
 	} {
 		assert.Error(t, g.InjectDeliveryFault(f), "%+v", f)
 	}
+	require.NoError(t, g.InjectDeliveryFault(mock.DeliveryFault{Kind: mock.DuplicateDelivery, Copies: 2, Spacing: mock.MaxDeliveryFaultDelay / 2}))
+	g.ClearDeliveryFaults()
 	require.NoError(t, g.InjectDeliveryFault(mock.DeliveryFault{Kind: mock.DelayDelivery}))
 	assert.Equal(t, []mock.DeliveryFault{{Kind: mock.DelayDelivery, Times: 1, Delay: mock.DefaultFaultDelay}}, g.DeliveryFaults())
 	g.ClearDeliveryFaults()

@@ -2,9 +2,11 @@ package mock
 
 import (
 	"context"
+	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // A reset cancels the old world's deliveries at once: its scheduler and
@@ -25,4 +27,22 @@ func TestResetStopsDeliveries(t *testing.T) {
 	old.hooks.dl.mu.Unlock()
 	assert.False(t, started, "a stopped world starts no scheduler")
 	assert.NoError(t, g.world.Load().hooks.dl.ctx.Err())
+}
+
+// The delivery client keeps as many idle connections per host as attempts
+// may be in flight, so that a burst to one endpoint reuses them.
+func TestDeliveryClientIdleConnsFollowConcurrency(t *testing.T) {
+	for _, n := range []int{1, DefaultDeliveryConcurrency, 100} {
+		g, err := New(WithDeliveryPolicy(DeliveryPolicy{Concurrency: n}))
+		require.NoError(t, err)
+		w := g.world.Load()
+		d := &w.hooks.dl
+		d.mu.Lock()
+		d.startLocked(w)
+		tr, ok := d.client.Transport.(*http.Transport)
+		d.mu.Unlock()
+		require.True(t, ok)
+		assert.Equal(t, n, tr.MaxIdleConnsPerHost)
+		g.Close()
+	}
 }

@@ -2,6 +2,7 @@ package mock_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -180,27 +181,59 @@ func TestDeliveryFilteredAndDisabled(t *testing.T) {
 	assert.ElementsMatch(t, []string{"charge.refunded", "refund.created"}, refunds.types())
 	assert.Empty(t, off.types(), "a disabled endpoint receives nothing")
 
-	// A deleted endpoint's pending retries stop.
-	failing := newReceiver(t)
-	failing.answerWith(func(int, *stripe.Event) int { return http.StatusInternalServerError })
-	we := failing.endpoint(sc)
-	charge(t, sc, "")
-	waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Failed == 1 })
-	_, err = sc.V1WebhookEndpoints.Delete(ctx, we.ID, nil)
-	require.NoError(t, err)
-	srv.AdvanceClock(time.Second)
-	st := settle(t, srv)
-	assert.Equal(t, int64(1), st.GaveUp)
-	var mine []mock.DeliveryRecord
-	for _, r := range srv.Deliveries() {
-		if r.Endpoint == we.ID {
-			mine = append(mine, r)
-		}
+}
+
+// A deleted or disabled endpoint's queued deliveries, retries and delayed
+// ones alike, are given up the moment it goes, not when they fall due:
+// nothing is pending, and nothing is counted as an attempt, since nothing
+// was sent. A disabled endpoint gets nothing more.
+func TestDeliveryEndpointGoneGivesUpAtOnce(t *testing.T) {
+	for _, gone := range []string{"deleted", "disabled"} {
+		t.Run(gone, func(t *testing.T) {
+			// A retry an hour away, on the gateway's clock, which runs in
+			// real time: due long after the test.
+			sc, srv := stripeClient(t, keyA, mock.WithDeliveryPolicy(mock.DeliveryPolicy{
+				Backoff: func(int) time.Duration { return time.Hour }}))
+			ctx := context.Background()
+			failing := newReceiver(t)
+			failing.answerWith(func(int, *stripe.Event) int { return http.StatusInternalServerError })
+			we := failing.endpoint(sc)
+			other := newReceiver(t)
+			other.endpoint(sc)
+			charge(t, sc, "")
+			waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Failed == 1 && s.Delivered == 1 })
+			// And one held by a delay fault.
+			require.NoError(t, srv.InjectDeliveryFault(mock.DeliveryFault{Kind: mock.DelayDelivery, Endpoint: we.ID, Delay: time.Hour}))
+			charge(t, sc, "")
+			waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Delivered == 2 })
+			require.Equal(t, int64(2), srv.DeliveryStats().Pending, "a retry and a delayed delivery")
+
+			var err error
+			if gone == "deleted" {
+				_, err = sc.V1WebhookEndpoints.Delete(ctx, we.ID, nil)
+			} else {
+				_, err = sc.V1WebhookEndpoints.Update(ctx, we.ID, &stripe.WebhookEndpointUpdateParams{Disabled: stripe.Bool(true)})
+			}
+			require.NoError(t, err)
+			assert.Equal(t, mock.DeliveryStats{Events: 2, Deliveries: 4, Attempts: 3, Delivered: 2, Failed: 1, GaveUp: 2},
+				srv.DeliveryStats(), "given up at once, with no attempt")
+
+			charge(t, sc, "")
+			srv.AdvanceClock(2 * time.Hour)
+			st := settle(t, srv)
+			assert.Equal(t, mock.DeliveryStats{Events: 3, Deliveries: 5, Attempts: 4, Delivered: 3, Failed: 1, GaveUp: 2}, st)
+			var mine []mock.DeliveryRecord
+			for _, r := range srv.Deliveries() {
+				if r.Endpoint == we.ID {
+					mine = append(mine, r)
+				}
+			}
+			require.Len(t, mine, 1, "the first attempt alone was made")
+			assert.False(t, mine[0].GaveUp)
+			assert.Len(t, failing.events(), 1, "nothing more reached it")
+			assert.Len(t, other.events(), 3)
+		})
 	}
-	require.Len(t, mine, 2)
-	assert.Contains(t, mine[1].Error, "deleted")
-	assert.True(t, mine[1].GaveUp)
-	assert.Len(t, failing.events(), 1, "nothing more reached it")
 }
 
 // Close stops the deliveries, of this world and of those before a Reset,
@@ -258,4 +291,59 @@ func TestDeliveryReadsBoundedAnswer(t *testing.T) {
 	require.Len(t, recs, 1)
 	assert.Equal(t, mock.DeliveryDelivered, recs[0].Outcome, "%+v", recs[0])
 	assert.Less(t, recs[0].Duration, 30*time.Second)
+}
+
+// Close leaves no connection of the delivery client open: not the idle
+// ones of attempts that ended, nor those of attempts it cancelled.
+func TestDeliveryCloseClosesConnections(t *testing.T) {
+	srv := mock.NewServer(mock.WithStartTime(start))
+	sc := stripeClientFor(srv, keyA)
+	states := make(chan http.ConnState, 100)
+	release, held := make(chan struct{}), make(chan struct{})
+	var n atomic.Int64
+	hold := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // so that the server notices a hang-up
+		if n.Add(1) > 3 {
+			close(held)
+			select { // the last one is in flight when the gateway closes
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	hold.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew || s == http.StateClosed {
+			states <- s
+		}
+	}
+	hold.Start()
+	t.Cleanup(hold.Close)
+	t.Cleanup(func() { close(release) })
+	_, err := sc.V1WebhookEndpoints.Create(context.Background(), &stripe.WebhookEndpointCreateParams{
+		URL: stripe.String(hold.URL), EnabledEvents: stripe.StringSlice([]string{"*"})})
+	require.NoError(t, err)
+	for range 3 {
+		charge(t, sc, "")
+		waitStats(t, srv, func(s mock.DeliveryStats) bool { return s.Pending == 0 })
+	}
+	charge(t, sc, "")
+	recv(t, held)
+	srv.Close()
+
+	ctx := waitCtx(t)
+	open := 0
+	for opened := false; !opened || open > 0; {
+		select {
+		case s := <-states:
+			opened = true
+			if s == http.StateNew {
+				open++
+			} else {
+				open--
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d delivery connections still open after Close (%d requests)", open, n.Load())
+		}
+	}
+	assert.Equal(t, int64(4), n.Load())
 }

@@ -26,6 +26,10 @@
 // least once: retried on the gateway's clock until a 2xx, and duplicated,
 // delayed, sent concurrently or redelivered after a dropped answer when a
 // [DeliveryFault] says so. By default endpoints must be loopback URLs.
+// The t= of each delivery's Stripe-Signature is the real time of the
+// attempt, not the gateway's clock, since the receiver holds it to its own
+// clock: moving the clock with [Gateway.AdvanceClock] never makes a
+// delivery stale.
 // [Gateway.WaitDeliveries] waits until every delivery has settled, and
 // [Gateway.Close] ends them (docs/protocol.md §10).
 //
@@ -51,8 +55,13 @@
 //
 // So that a web page the tester visits cannot drive the control surface
 // (a form or a text/plain fetch needs no CORS preflight, and DNS rebinding
-// lets a page read the answers), every control route but /healthz, GETs
-// included, refuses: a browser's cross-origin request of an unsafe method
+// lets a page read the answers), and that an API key cannot drive it
+// through a webhook endpoint that points at it, every control route,
+// /healthz included, refuses a webhook delivery (one carrying the
+// Payonce-Mock-Delivery marker that each delivery carries, or a
+// Stripe-Signature; an endpoint's URL may not be on the control surface
+// either), and every control route but /healthz, GETs included, refuses: a
+// browser's cross-origin request of an unsafe method
 // (403); a Host that is not localhost, 127.0.0.0/8 or [::1], with any
 // port (403), unless [WithControlToken] is set, in which case the request
 // must carry Authorization: Bearer and the token (401); and a body or a

@@ -2,6 +2,7 @@ package mock
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -141,7 +142,77 @@ func (w *world) emit(r *http.Request, typ string, obj any) {
 	h.eventByID[ev.id] = ev
 	h.mu.Unlock()
 	w.hooks.events.Add(1)
+	w.hooks.retained.add(w, ev)
 	w.fanOut(ev)
+}
+
+// DefaultEventLimit is how many events a gateway keeps by default, across
+// its accounts, as [DefaultHistoryLimit] is for requests.
+const DefaultEventLimit = DefaultHistoryLimit
+
+// WithEventLimit sets how many of the latest events the gateway keeps,
+// across its accounts (default [DefaultEventLimit]). Older ones are
+// forgotten, oldest first, so that a long-running gateway stays bounded:
+// GET /v1/events no longer lists one, GET /v1/events/{id} and a list's
+// starting_after or ending_before name it as unknown (404), and
+// [Gateway.Events] leaves it out. Deliveries already scheduled still
+// deliver it, and [Gateway.DeliveryStats] counts every event made.
+func WithEventLimit(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("mock: event limit must be positive, got %d", n)
+		}
+		c.hooks.eventLimit = n
+		return nil
+	}
+}
+
+// eventFIFO holds the events kept, across accounts, in the order they were
+// kept, so that the oldest are forgotten first once there are more than
+// limit.
+type eventFIFO struct {
+	mu    sync.Mutex
+	limit int
+	q     []*event
+	head  int
+}
+
+// add keeps ev, which its account already holds, and forgets the oldest
+// events beyond the limit, in their accounts too. Its lock is taken before
+// an account's, never after.
+func (f *eventFIFO) add(w *world, ev *event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.q = append(f.q, ev)
+	for len(f.q)-f.head > f.limit {
+		old := f.q[f.head]
+		f.q[f.head] = nil
+		f.head++
+		w.hooksOf(old.account).forget(old)
+	}
+	if f.head > 64 && f.head*2 > len(f.q) {
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+}
+
+// forget drops ev, one of h's oldest events.
+func (h *hookAccount) forget(ev *event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.eventByID, ev.id)
+	if i := slices.Index(h.events, ev); i >= 0 {
+		h.events[i] = nil
+		if i == 0 {
+			h.events = h.events[1:]
+		} else {
+			h.events = slices.Delete(h.events, i, i+1)
+		}
+	}
+	if len(h.events) == 0 {
+		h.events = nil // let the array go
+	}
 }
 
 // emitCharge makes the events of a charge's creation: charge.succeeded,

@@ -14,8 +14,13 @@ import (
 // surface. A page can send a cross-origin POST without a CORS preflight
 // only as a "simple" request (a form, or fetch with text/plain), and can
 // read answers only through DNS rebinding, where its own name points at
-// 127.0.0.1 and the Host header still carries that name. So every control
-// request except GET /healthz passes, in this order:
+// 127.0.0.1 and the Host header still carries that name. Nor may anyone
+// who holds only an API key drive it through a webhook endpoint that
+// points at it: the delivery client's request is a loopback POST of JSON.
+// So every control request, /healthz included, is refused with 403
+// webhook_delivery_refused if it carries the marker every delivery carries
+// (Payonce-Mock-Delivery) or a Stripe-Signature, and every control request
+// except GET /healthz then passes, in this order:
 //
 //   - a browser's cross-origin request of a method other than GET, HEAD
 //     and OPTIONS is refused (see crossOrigin): 403 cross_origin_refused;
@@ -30,6 +35,11 @@ import (
 // checkControl applies the guard to a control request, and writes the
 // refusal if there is one.
 func (g *Gateway) checkControl(w http.ResponseWriter, r *http.Request) bool {
+	if isDelivery(r) {
+		writeError(w, &apiError{Status: http.StatusForbidden, Type: invalidRequest, Code: "webhook_delivery_refused",
+			Message: "the control surface refuses webhook deliveries (" + deliveryMarker + ", Stripe-Signature)"})
+		return false
+	}
 	if r.URL.Path == "/healthz" {
 		return true
 	}
@@ -56,6 +66,16 @@ func (g *Gateway) checkControl(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// deliveryMarker is the header every webhook delivery carries, so that the
+// control surface knows and refuses one, wherever it came from.
+const deliveryMarker = "Payonce-Mock-Delivery"
+
+// isDelivery reports whether r is, or looks like, a webhook delivery: it
+// carries the mock's marker, or a Stripe signature.
+func isDelivery(r *http.Request) bool {
+	return len(r.Header[deliveryMarker]) > 0 || len(r.Header["Stripe-Signature"]) > 0
 }
 
 // crossOrigin reports whether r is a browser's cross-origin request of a

@@ -113,7 +113,7 @@ func TestWebhookEndpointLoopbackOnly(t *testing.T) {
 	_, err = sc.V1WebhookEndpoints.Create(ctx, &stripe.WebhookEndpointCreateParams{URL: stripe.String("http://127.0.0.1/h")})
 	assert.Equal(t, stripe.ErrorCodeParameterMissing, stripeErr(t, err).Code)
 
-	// WithRemoteWebhooks (payonce-mock -allow-remote) lifts the rule.
+	// WithRemoteWebhooks (payonce-mock -allow-remote-webhooks) lifts the rule.
 	remote, _ := stripeClient(t, keyA, mock.WithRemoteWebhooks())
 	we, err := create(remote, "https://example.com/hooks")
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,8 +96,10 @@ var (
 const maxWebhookURL = 2048
 
 // checkWebhookURL refuses what cannot be an endpoint's URL: anything but
-// an absolute http or https URL, and, unless [WithRemoteWebhooks], a host
-// other than localhost, 127.0.0.0/8 or [::1].
+// an absolute http or https URL; a path that, decoded and cleaned, is the
+// control surface's (/_mock, /_mock/…, /healthz), on any host, so that an
+// API key cannot drive the control surface through a delivery; and, unless
+// [WithRemoteWebhooks], a host other than localhost, 127.0.0.0/8 or [::1].
 func (w *world) checkWebhookURL(raw string) *apiError {
 	u, err := url.Parse(raw)
 	if err != nil || len(raw) > maxWebhookURL || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -104,10 +107,15 @@ func (w *world) checkWebhookURL(raw string) *apiError {
 		return invalidParam("url_invalid", "url",
 			"Invalid URL: a webhook endpoint's url must be an absolute http or https URL of at most 2048 bytes, with no user info or fragment")
 	}
+	if isControl(path.Clean("/" + u.Path)) {
+		return invalidParam("url_invalid", "url",
+			"Invalid URL: a webhook endpoint's path may not be the mock's control surface (/_mock/…, /healthz): "+
+				strconv.Quote(clip(raw, 200)))
+	}
 	if !w.g.cfg.hooks.remote && !loopbackHost(u.Host) {
 		return invalidParam("url_invalid", "url",
 			"Invalid URL: the mock delivers webhooks only to loopback URLs (localhost, 127.0.0.0/8, [::1]) unless it "+
-				"was started with -allow-remote (mock.WithRemoteWebhooks in Go): "+strconv.Quote(clip(raw, 200)))
+				"was started with -allow-remote-webhooks (mock.WithRemoteWebhooks in Go): "+strconv.Quote(clip(raw, 200)))
 	}
 	return nil
 }
@@ -289,19 +297,7 @@ func (w *world) updateEndpointStripe(rw http.ResponseWriter, r *http.Request) {
 	if ep == nil {
 		return
 	}
-	if urlGiven {
-		ep.url = u
-	}
-	if events != nil {
-		ep.enabledEvents = events
-	}
-	if desc != nil {
-		ep.description = desc
-	}
-	if disabledGiven {
-		ep.disabled = disabled
-	}
-	if mdGiven {
+	if mdGiven { // checked first: a refused update changes nothing
 		next := maps.Clone(ep.metadata)
 		if md == nil {
 			next = map[string]string{}
@@ -320,8 +316,24 @@ func (w *world) updateEndpointStripe(rw http.ResponseWriter, r *http.Request) {
 		}
 		ep.metadata = next
 	}
+	if urlGiven {
+		ep.url = u
+	}
+	if events != nil {
+		ep.enabledEvents = events
+	}
+	if desc != nil {
+		ep.description = desc
+	}
+	stopped := disabledGiven && disabled && !ep.disabled
+	if disabledGiven {
+		ep.disabled = disabled
+	}
 	out := ep.encode(false)
 	h.mu.Unlock()
+	if stopped {
+		w.hooks.dl.dropEndpoint(ep) // Stripe sends a disabled endpoint nothing more
+	}
 	writeJSON(rw, http.StatusOK, out)
 }
 
@@ -368,6 +380,7 @@ func (w *world) deleteEndpointStripe(rw http.ResponseWriter, r *http.Request) {
 	h.endpoints = slices.DeleteFunc(h.endpoints, func(e *endpoint) bool { return e == ep })
 	h.mu.Unlock()
 	w.hooks.endpointCount.Add(-1)
+	w.hooks.dl.dropEndpoint(ep)
 	writeJSON(rw, http.StatusOK, struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`

@@ -60,11 +60,17 @@
 // senders retry). However many deliveries race, the handler runs once.
 //
 // An event is known by its id alone: the idempotency fingerprint covers the
-// method and the path, not the payload, which the signature vouches for. A
+// method (POST) and the request's path decoded and cleaned as [path.Clean]
+// cleans it, and nothing else: not the query string, not the path's
+// percent-encoding, not the payload, which the signature vouches for. A
 // sender may render an event anew for a later attempt (Stripe's carries
 // pending_webhooks, a count of the deliveries still to make), and that
 // redelivery is still the same event, replayed, rather than refused with
-// 422 as a key reused for another request would be.
+// 422 as a key reused for another request would be. Nor is the path
+// signed, so a delivery captured and replayed to /webhooks/%73tripe or
+// /webhooks/stripe?x=1, which a mux routes to the same receiver as
+// /webhooks/stripe, is the same event too, and gets the stored answer. The
+// handler still sees the URL as it came.
 //
 // An answer other than 2xx is not stored: senders retry every failure, and
 // a failure stored and replayed would turn each retry into another failure
@@ -78,14 +84,17 @@
 // act on. A handler that knows a panic leaves nothing half done can
 // recover it and answer 500 itself, to have the event retried.
 //
-// Deliveries must be POSTs (anything else gets 405); a payload larger than
-// [WithMaxBodyBytes] gets 413, and one that cannot be read, as when the
-// sender hangs up while sending it, 400, before anything is claimed. Once
+// Deliveries must be POSTs (anything else gets 405). One without the
+// scheme's signature header (Stripe-Signature, or webhook-signature) gets
+// 400 webhook_signature_missing before its body is read. A payload larger
+// than [WithMaxBodyBytes] gets 413, and one that cannot be read, as when
+// the sender hangs up while sending it, 400, before anything is claimed. Once
 // verified, a delivery is processed to its end even if the sender hangs up,
 // so that its retry finds the outcome.
 //
 // The event ids of one receiver are scoped to its scheme and endpoint (see
-// [WithEndpoint]), so receivers sharing a store never meet. Use a store that
+// [WithEndpoint]; by default the endpoint is the path, decoded and cleaned
+// as above), so receivers sharing a store never meet. Use a store that
 // all instances share when the receiver runs on more than one: redeliveries
 // land anywhere.
 package webhook

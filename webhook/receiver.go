@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -45,12 +47,14 @@ type ReceiverOption func(*Receiver) error
 
 // WithEndpoint names the endpoint whose events the receiver claims: its
 // idempotency scope is "webhook:<scheme>:<name>". By default the name is the
-// request's path, so that receivers on different paths, or for different
-// senders, sharing one store never claim each other's event ids. Name it if
-// the path may change while deliveries are being retried, or if one
-// receiver serves several paths that should count as one endpoint (the
-// middleware's fingerprint still covers the path, so the same event sent to
-// two of them gets 422 at the second).
+// request's path, decoded and cleaned ([path.Clean] of URL.Path, so that
+// /webhooks/%73tripe and /webhooks/stripe are one endpoint), so that
+// receivers on different paths, or for different senders, sharing one
+// store never claim each other's event ids. Name it if the path may change
+// while deliveries are being retried, or if one receiver serves several
+// paths that should count as one endpoint (the middleware's fingerprint
+// still covers the decoded, cleaned path, so the same event sent to two of
+// them gets 422 at the second).
 func WithEndpoint(name string) ReceiverOption {
 	return func(rc *Receiver) error {
 		if name == "" {
@@ -146,12 +150,23 @@ func NewReceiver(v *Verifier, store idempotency.Store, next http.Handler, opts .
 }
 
 // scope is the receiver's idempotency scope: one per scheme and endpoint.
+// The default name is the path decoded and cleaned, so that a delivery
+// replayed to another spelling of it (/webhooks/%73tripe, which ServeMux
+// routes to the same receiver) is the same event: the path is not signed.
 func (rc *Receiver) scope(r *http.Request) string {
 	name := rc.endpoint
 	if name == "" {
-		name = r.URL.EscapedPath()
+		name = cleanPath(r.URL.Path)
 	}
 	return "webhook:" + string(rc.verifier.scheme) + ":" + name
+}
+
+// cleanPath is p decoded (as URL.Path is) and cleaned, rooted.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p)
 }
 
 // ServeHTTP verifies the delivery, and only then claims its event id and
@@ -161,6 +176,13 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		rc.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed",
 			errors.New("webhook: method "+r.Method+" not allowed: deliveries are POSTed"))
+		return
+	}
+	// The cheap refusal first: a request with no signature header at all
+	// is not worth reading.
+	if !rc.verifier.hasSignature(r.Header) {
+		err := wrap(ErrNoSignature, "no "+rc.verifier.signatureHeader()+" header")
+		rc.refuse(w, r, http.StatusBadRequest, errorCode(err), err)
 		return
 	}
 	body := r.Body
@@ -187,17 +209,22 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Only now, verified, may the delivery claim its event's id. Whatever
 	// Idempotency-Key the sender sent is replaced: the key is the event.
 	//
-	// The middleware gets no body, so that its fingerprint is the method
-	// and the path alone: the event is its id, and a redelivery whose
-	// payload the sender rendered anew is the same event, to be replayed,
-	// not refused with 422. The signature has vouched for the payload,
-	// which withPayload hands the handler.
+	// The middleware gets no body, and the path decoded and cleaned
+	// without a query, so that its fingerprint is the method and that path
+	// alone: the event is its id, and a redelivery whose payload the sender
+	// rendered anew is the same event, to be replayed, not refused with
+	// 422; nor can a captured delivery replayed to /webhooks/%73tripe or
+	// /webhooks/stripe?x=1, which are not signed, pass for another
+	// request. The signature has vouched for the payload, which
+	// withPayload hands the handler, with the URL as it came.
 	ctx := context.WithValue(r.Context(), deliveryKey{}, d)
-	ctx = context.WithValue(ctx, payloadKey{}, payload)
+	ctx = context.WithValue(ctx, verifiedKey{}, verified{payload: payload, url: r.URL})
 	r2 := r.Clone(ctx)
 	r2.Header.Set("Idempotency-Key", keyHeader(d.ID))
 	r2.Body = http.NoBody
 	r2.ContentLength = 0
+	r2.URL.Path, r2.URL.RawPath = cleanPath(r.URL.Path), ""
+	r2.URL.RawQuery, r2.URL.ForceQuery = "", false
 	rc.keyed.ServeHTTP(w, r2)
 }
 
@@ -240,8 +267,15 @@ func keyHeader(id string) string {
 
 type (
 	deliveryKey struct{}
-	payloadKey  struct{}
+	verifiedKey struct{}
 )
+
+// verified is what withPayload restores behind the middleware: the
+// verified payload, and the request's URL as it came.
+type verified struct {
+	payload []byte
+	url     *url.URL
+}
 
 // DeliveryFrom returns the verified delivery that a [Receiver] passes its
 // handler in the request's context, and whether ctx holds one.
@@ -251,13 +285,16 @@ func DeliveryFrom(ctx context.Context) (Delivery, bool) {
 }
 
 // withPayload gives next, behind the middleware, the verified payload as
-// its body.
+// its body, and the URL the request came with.
 func withPayload(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		payload, _ := r.Context().Value(payloadKey{}).([]byte)
+		v, _ := r.Context().Value(verifiedKey{}).(verified)
 		r = r.WithContext(r.Context())
-		r.Body = io.NopCloser(bytes.NewReader(payload))
-		r.ContentLength = int64(len(payload))
+		r.Body = io.NopCloser(bytes.NewReader(v.payload))
+		r.ContentLength = int64(len(v.payload))
+		if v.url != nil {
+			r.URL = v.url
+		}
 		next.ServeHTTP(w, r)
 	})
 }

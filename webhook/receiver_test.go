@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -557,4 +558,80 @@ func TestReceiverKnowsAnEventByItsID(t *testing.T) {
 	w := serve(named, req)
 	assert.Equal(t, http.StatusUnprocessableEntity, w.Code)
 	assert.Equal(t, "idempotency_key_reused", errorCode(t, w))
+}
+
+// A captured delivery replayed within the tolerance to another spelling of
+// the same path, which ServeMux routes to the same receiver, is the same
+// event: the path is not signed, so neither the scope nor the fingerprint
+// may depend on how it is spelt, nor on a query string.
+func TestReceiverReplayToAnotherSpellingOfThePath(t *testing.T) {
+	mux := http.NewServeMux()
+	ship, obs := &shipper{}, &observed{}
+	mux.Handle("POST /webhooks/stripe", newStripeReceiver(t, newCountingStore(), ship,
+		webhook.WithIdempotencyOptions(idempotency.WithObserver(obs.observe))))
+	// And a receiver named as one endpoint: its fingerprint covers the path.
+	named := &shipper{}
+	mux.Handle("POST /named/stripe", newStripeReceiver(t, newCountingStore(), named, webhook.WithEndpoint("orders")))
+
+	deliverTo := func(target string) *httptest.ResponseRecorder {
+		req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
+		u, err := url.ParseRequestURI(target)
+		require.NoError(t, err)
+		req.URL, req.RequestURI = u, target
+		return serve(mux, req)
+	}
+	for _, base := range []string{"/webhooks/", "/named/"} {
+		first := deliverTo(base + "stripe")
+		require.Equal(t, http.StatusOK, first.Code, first.Body.String())
+		for _, replay := range []string{"%73tripe", "str%69pe", "stripe?x=1", "str%69pe?a=b&c=d", "%73tripe?"} {
+			w := deliverTo(base + replay)
+			require.Equal(t, http.StatusOK, w.Code, "%s%s: %s", base, replay, w.Body.String())
+			assert.Equal(t, "true", w.Header().Get("Idempotent-Replayed"), base+replay)
+			assert.Equal(t, first.Body.String(), w.Body.String(), base+replay)
+		}
+	}
+	assert.Equal(t, 1, ship.count(), "the handler ran again for another spelling of its path")
+	assert.Equal(t, 1, named.count())
+	for _, ev := range obs.events {
+		assert.Equal(t, "webhook:stripe:/webhooks/stripe", ev.Scope)
+	}
+}
+
+// The handler sees the request's URL as it came, though the middleware
+// sees it normalised.
+func TestReceiverHandlerSeesTheURL(t *testing.T) {
+	var got *url.URL
+	rc := newStripeReceiver(t, newCountingStore(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.URL }))
+	req := stripeDelivery(t, stripePayload, epoch, stripeSecret)
+	u, err := url.ParseRequestURI("/webhooks/str%69pe?src=test")
+	require.NoError(t, err)
+	req.URL = u
+	require.Equal(t, http.StatusOK, serve(rc, req).Code)
+	require.NotNil(t, got)
+	assert.Equal(t, "/webhooks/str%69pe", got.EscapedPath())
+	assert.Equal(t, "src=test", got.RawQuery)
+}
+
+// unreadBody fails the test if the receiver reads it.
+type unreadBody struct{ t *testing.T }
+
+func (b unreadBody) Read([]byte) (int, error) {
+	b.t.Error("the receiver read the body of a request with no signature header")
+	return 0, io.EOF
+}
+
+// A request without a signature header is refused before its body is read.
+func TestReceiverRefusesUnsignedBeforeReading(t *testing.T) {
+	store, ship := newCountingStore(), &shipper{}
+	var refused error
+	rc := newStripeReceiver(t, store, ship, webhook.WithRefused(func(_ *http.Request, err error) { refused = err }))
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", nil)
+	req.Body = io.NopCloser(unreadBody{t})
+	req.Header.Set(webhook.HeaderWebhookSignature, "v1,AAAA") // the other scheme's
+	w := serve(rc, req)
+	assert.Equal(t, http.StatusBadRequest, w.Code)
+	assert.Equal(t, "webhook_signature_missing", errorCode(t, w))
+	assert.ErrorIs(t, refused, webhook.ErrNoSignature)
+	assert.Zero(t, store.claims.Load())
+	assert.Zero(t, ship.count())
 }

@@ -48,9 +48,9 @@ func standardMAC(key []byte, id string, t int64, payload []byte) []byte {
 }
 
 // checkStandardID refuses what [checkID] refuses, and a full stop too: the
-// specification forbids it, since the signed content "<id>.<t>.<payload>"
-// would then read two ways, and a signature for one event could be passed
-// off as another's.
+// specification says the id should not contain one, since the signed
+// content "<id>.<t>.<payload>" would then read two ways, and a signature
+// for one event could be passed off as another's.
 func checkStandardID(id string) error {
 	if err := checkID(id); err != nil {
 		return err

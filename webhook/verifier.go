@@ -61,14 +61,14 @@ type Verifier struct {
 	now       func() time.Time
 }
 
-// An Option configures a [Verifier].
-type Option func(*Verifier) error
+// A VerifierOption configures a [Verifier].
+type VerifierOption func(*Verifier) error
 
 // WithTolerance sets how far a signed timestamp may be from the clock, in
 // the past or in the future (default [DefaultTolerance]). It bounds how long
 // a captured delivery can be replayed; the receiver's idempotency store
 // catches replays within it.
-func WithTolerance(d time.Duration) Option {
+func WithTolerance(d time.Duration) VerifierOption {
 	return func(v *Verifier) error {
 		if d <= 0 {
 			return errors.New("webhook: tolerance must be positive")
@@ -80,7 +80,7 @@ func WithTolerance(d time.Duration) Option {
 
 // WithClock sets the clock that signed timestamps are held to (default
 // [time.Now]). Tests use it to reach the tolerance's edges without waiting.
-func WithClock(now func() time.Time) Option {
+func WithClock(now func() time.Time) VerifierOption {
 	return func(v *Verifier) error {
 		if now == nil {
 			return errors.New("webhook: nil clock")
@@ -98,7 +98,7 @@ func WithClock(now func() time.Time) Option {
 // A Stripe secret is used as it stands, whsec_ prefix and all, as Stripe
 // does. A Standard Webhooks secret is whsec_ followed by the key in
 // standard base64 (the prefix may be left out).
-func NewVerifier(scheme Scheme, secrets []string, opts ...Option) (*Verifier, error) {
+func NewVerifier(scheme Scheme, secrets []string, opts ...VerifierOption) (*Verifier, error) {
 	v := &Verifier{scheme: scheme, tolerance: DefaultTolerance, now: time.Now}
 	switch scheme {
 	case Stripe, StandardWebhooks:
@@ -147,7 +147,9 @@ func (v *Verifier) Scheme() Scheme { return v.scheme }
 
 // Verify checks the signature that header carries for payload, the request
 // body exactly as it was received, and returns what the delivery says about
-// itself. It checks, in order: that the signature headers are there and
+// itself. It finds the headers under any spelling of their names, even in
+// a map built by hand with lower-case keys, which [http.Header.Get] would
+// miss; a header present under two spellings is sent twice, and malformed. It checks, in order: that the signature headers are there and
 // well formed, that the signed timestamp is within the tolerance of the
 // clock, that one signature matches under one of the secrets (compared in
 // constant time), and that the delivery names an event id fit to be an
@@ -160,17 +162,53 @@ func (v *Verifier) Verify(header http.Header, payload []byte) (Delivery, error) 
 	return v.verifyStandard(header, payload)
 }
 
-// oneHeader returns the only value of header name; absent is "" and no
-// error, and a header sent twice is malformed, since the two may disagree.
+// oneHeader returns the only value of header name, a canonical key;
+// absent is "" and no error, and a header sent twice is malformed, since
+// the two may disagree. It finds the header under any spelling of its
+// name, so that a hand-built map with lower-case keys works too: two
+// spellings of it count as two headers.
 func oneHeader(header http.Header, name string) (string, error) {
-	values := header.Values(name)
-	switch len(values) {
+	values := header[name]
+	n := len(values)
+	for k, vs := range header {
+		if len(vs) > 0 && k != name && strings.EqualFold(k, name) {
+			if n == 0 {
+				values = vs
+			}
+			n += len(vs)
+		}
+	}
+	switch n {
 	case 0:
 		return "", nil
 	case 1:
 		return values[0], nil
 	}
 	return "", wrap(ErrMalformedHeader, "more than one "+name+" header")
+}
+
+// signatureHeader is the name of the header that carries v's signatures.
+func (v *Verifier) signatureHeader() string {
+	if v.scheme == StandardWebhooks {
+		return HeaderWebhookSignature
+	}
+	return HeaderStripeSignature
+}
+
+// hasSignature reports whether header carries the signature header of v's
+// scheme at all, under any spelling of its name: the receiver's cheap
+// refusal, before it reads the payload.
+func (v *Verifier) hasSignature(header http.Header) bool {
+	name := v.signatureHeader()
+	if len(header[name]) > 0 {
+		return true
+	}
+	for k, vs := range header {
+		if len(vs) > 0 && strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseTimestamp parses a signed timestamp: decimal digits only, so that

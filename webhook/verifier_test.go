@@ -30,18 +30,20 @@ const (
 // epoch is the verifiers' clock in these tests, a whole second.
 var epoch = time.Unix(1_800_000_000, 0)
 
-func clockAt(t time.Time) webhook.Option { return webhook.WithClock(func() time.Time { return t }) }
+func clockAt(t time.Time) webhook.VerifierOption {
+	return webhook.WithClock(func() time.Time { return t })
+}
 
-func stripeVerifier(t *testing.T, secrets []string, opts ...webhook.Option) *webhook.Verifier {
+func stripeVerifier(t *testing.T, secrets []string, opts ...webhook.VerifierOption) *webhook.Verifier {
 	t.Helper()
-	v, err := webhook.NewVerifier(webhook.Stripe, secrets, append([]webhook.Option{clockAt(epoch)}, opts...)...)
+	v, err := webhook.NewVerifier(webhook.Stripe, secrets, append([]webhook.VerifierOption{clockAt(epoch)}, opts...)...)
 	require.NoError(t, err)
 	return v
 }
 
-func standardVerifier(t *testing.T, secrets []string, opts ...webhook.Option) *webhook.Verifier {
+func standardVerifier(t *testing.T, secrets []string, opts ...webhook.VerifierOption) *webhook.Verifier {
 	t.Helper()
-	v, err := webhook.NewVerifier(webhook.StandardWebhooks, secrets, append([]webhook.Option{clockAt(epoch)}, opts...)...)
+	v, err := webhook.NewVerifier(webhook.StandardWebhooks, secrets, append([]webhook.VerifierOption{clockAt(epoch)}, opts...)...)
 	require.NoError(t, err)
 	return v
 }
@@ -126,7 +128,7 @@ func TestVerifyStripe(t *testing.T) {
 	tests := []struct {
 		name    string
 		secrets []string
-		opts    []webhook.Option
+		opts    []webhook.VerifierOption
 		header  http.Header
 		payload string
 		want    error
@@ -160,8 +162,8 @@ func TestVerifyStripe(t *testing.T) {
 		{name: "too old by a second", header: stripeHeader(at(-webhook.DefaultTolerance - time.Second)), want: webhook.ErrTooOld},
 		{name: "ahead at the tolerance", header: stripeHeader(at(webhook.DefaultTolerance))},
 		{name: "too new by a second", header: stripeHeader(at(webhook.DefaultTolerance + time.Second)), want: webhook.ErrTooNew},
-		{name: "narrower tolerance", opts: []webhook.Option{webhook.WithTolerance(10 * time.Second)}, header: stripeHeader(at(-11 * time.Second)), want: webhook.ErrTooOld},
-		{name: "wider tolerance", opts: []webhook.Option{webhook.WithTolerance(time.Hour)}, header: stripeHeader(at(-59 * time.Minute))},
+		{name: "narrower tolerance", opts: []webhook.VerifierOption{webhook.WithTolerance(10 * time.Second)}, header: stripeHeader(at(-11 * time.Second)), want: webhook.ErrTooOld},
+		{name: "wider tolerance", opts: []webhook.VerifierOption{webhook.WithTolerance(time.Hour)}, header: stripeHeader(at(-59 * time.Minute))},
 		{name: "t far in the past", header: stripeHeader("t=0," + goodSig), want: webhook.ErrTooOld},
 		{name: "t far in the future", header: stripeHeader("t=999999999999999999," + goodSig), want: webhook.ErrTooNew},
 	}
@@ -246,7 +248,7 @@ func TestVerifyStandard(t *testing.T) {
 	tests := []struct {
 		name    string
 		secrets []string
-		opts    []webhook.Option
+		opts    []webhook.VerifierOption
 		header  http.Header
 		payload string
 		want    error
@@ -281,7 +283,7 @@ func TestVerifyStandard(t *testing.T) {
 		{name: "too old by a second", header: at(-webhook.DefaultTolerance - time.Second), want: webhook.ErrTooOld},
 		{name: "ahead at the tolerance", header: at(webhook.DefaultTolerance)},
 		{name: "too new by a second", header: at(webhook.DefaultTolerance + time.Second), want: webhook.ErrTooNew},
-		{name: "narrower tolerance", opts: []webhook.Option{webhook.WithTolerance(time.Second)}, header: at(2 * time.Second), want: webhook.ErrTooNew},
+		{name: "narrower tolerance", opts: []webhook.VerifierOption{webhook.WithTolerance(time.Second)}, header: at(2 * time.Second), want: webhook.ErrTooNew},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,15 +325,15 @@ func TestNewVerifierRefuses(t *testing.T) {
 		name    string
 		scheme  webhook.Scheme
 		secrets []string
-		opts    []webhook.Option
+		opts    []webhook.VerifierOption
 	}{
 		{"unknown scheme", "github", []string{stripeSecret}, nil},
 		{"no secret", webhook.Stripe, nil, nil},
 		{"empty secret", webhook.Stripe, []string{stripeSecret, ""}, nil},
 		{"standard secret not base64", webhook.StandardWebhooks, []string{standardSecret, secret}, nil},
 		{"standard secret empty key", webhook.StandardWebhooks, []string{"whsec_"}, nil},
-		{"zero tolerance", webhook.Stripe, []string{stripeSecret}, []webhook.Option{webhook.WithTolerance(0)}},
-		{"nil clock", webhook.Stripe, []string{stripeSecret}, []webhook.Option{webhook.WithClock(nil)}},
+		{"zero tolerance", webhook.Stripe, []string{stripeSecret}, []webhook.VerifierOption{webhook.WithTolerance(0)}},
+		{"nil clock", webhook.Stripe, []string{stripeSecret}, []webhook.VerifierOption{webhook.WithClock(nil)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -377,4 +379,30 @@ func TestErrorsHoldNoSecret(t *testing.T) {
 			assert.NotContains(t, msg, secret)
 		}
 	}
+}
+
+// A header map built by hand, with lower-case keys, is read as a received
+// one is; a header under two spellings is sent twice.
+func TestVerifyFindsHeadersCaseInsensitively(t *testing.T) {
+	sv := stripeVerifier(t, []string{stripeSecret})
+	sig := signStripe(t, stripePayload, epoch, stripeSecret)
+	d, err := sv.Verify(http.Header{"stripe-signature": {sig}}, []byte(stripePayload))
+	require.NoError(t, err)
+	assert.Equal(t, "evt_1", d.ID)
+	_, err = sv.Verify(http.Header{"stripe-signature": {sig}, "Stripe-Signature": {sig}}, []byte(stripePayload))
+	assert.ErrorIs(t, err, webhook.ErrMalformedHeader)
+
+	stv := standardVerifier(t, []string{standardSecret})
+	ssig := signStandard(t, "msg_1", epoch, standardPayload, standardSecret)
+	d, err = stv.Verify(http.Header{
+		"webhook-id":        {"msg_1"},
+		"webhook-timestamp": {strconv.FormatInt(epoch.Unix(), 10)},
+		"WEBHOOK-SIGNATURE": {ssig},
+	}, []byte(standardPayload))
+	require.NoError(t, err)
+	assert.Equal(t, "msg_1", d.ID)
+	h := standardHeader("msg_1", epoch, ssig)
+	h["webhook-id"] = []string{"msg_2"}
+	_, err = stv.Verify(h, []byte(standardPayload))
+	assert.ErrorIs(t, err, webhook.ErrMalformedHeader)
 }

@@ -5,6 +5,7 @@
 //	payonce-mock [-addr 127.0.0.1:12111] [-ttl 24h] [-require-key=true]
 //	             [-chaos RATE -seed N] [-api-key sk_test_…]… [-mismatch-status 422]
 //	             [-history N] [-history-bytes N] [-allow-remote] [-control-token T]
+//	             [-allow-remote-webhooks]
 //	             [-store postgres://…|redis://… [-store-table T | -store-prefix P]]
 //
 // By default the idempotency records live in memory, with nothing to set
@@ -40,6 +41,11 @@
 // -control-token it answers any Host that sends Authorization: Bearer and
 // the token instead (see docs/protocol.md §8). The token, like any flag,
 // is visible to every user of the machine.
+//
+// Webhook endpoints must have loopback URLs, and the mock delivers to
+// loopback addresses only, unless given -allow-remote-webhooks, which is
+// apart from -allow-remote, and then warns at start: with it, whoever has
+// an API key can make the mock POST to any address it reaches.
 package main
 
 import (
@@ -92,7 +98,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("payonce-mock", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:12111", "`address` to listen on (loopback only, unless -allow-remote)")
-	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr, and webhook endpoints beyond loopback (without -control-token, the control surface answers only a loopback Host, which stops browsers, not a client that sets Host itself; set -control-token to use it remotely)")
+	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback -addr (without -control-token, the control surface answers only a loopback Host, which stops browsers, not a client that sets Host itself; set -control-token to use it remotely)")
+	remoteWebhooks := fs.Bool("allow-remote-webhooks", false, "allow webhook endpoints at any http or https URL, not only loopback ones: whoever has an API key can then make the mock POST to any address it reaches")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long idempotency keys are remembered")
 	requireKey := fs.Bool("require-key", true, "require Idempotency-Key on POST in payonce's dialect (false lets keyless POSTs execute every time); Stripe's dialect never requires one")
 	chaos := fs.Float64("chaos", 0, "fraction of POSTs given a random fault, from 0 to 1")
@@ -135,8 +142,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *controlToken != "" {
 		opts = append(opts, mock.WithControlToken(*controlToken))
 	}
-	if *allowRemote {
-		opts = append(opts, mock.WithRemoteWebhooks()) // webhook endpoints beyond loopback too
+	if *remoteWebhooks {
+		opts = append(opts, mock.WithRemoteWebhooks())
 	}
 	if !*requireKey {
 		opts = append(opts, mock.WithOptionalKey())
@@ -170,6 +177,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fmt.Fprintf(lw, "payonce-mock: listening on http://%s\n", ln.Addr())
 	if *allowRemote && checkLoopback(*addr) != nil {
 		warnRemote(lw, ln.Addr(), *controlToken != "", len(keys) > 0)
+	}
+	if *remoteWebhooks {
+		fmt.Fprintln(lw, "payonce-mock: WARNING: -allow-remote-webhooks: webhook endpoints may have any URL, and the mock "+
+			"POSTs its deliveries to whatever address an API key names, beyond this machine included.")
 	}
 	lw.Flush() // whoever waits for the listening line need not wait longer
 	logger.Info("started", "ttl", *ttl, "require_key", *requireKey, "chaos", *chaos, "seed", *seed,

@@ -485,7 +485,8 @@ func redacted(t *testing.T, raw string) string {
 	return redactURL(u)
 }
 
-// -allow-remote also lets webhook endpoints be beyond loopback.
+// -allow-remote-webhooks, and it alone, lets webhook endpoints be beyond
+// loopback, and says so at start.
 func TestRunAllowRemoteWebhooks(t *testing.T) {
 	create := func(s *started) int {
 		form := url.Values{"url": {"https://hooks.example.com/stripe"}, "enabled_events[0]": {"*"}}
@@ -500,5 +501,10 @@ func TestRunAllowRemoteWebhooks(t *testing.T) {
 		return res.StatusCode
 	}
 	assert.Equal(t, http.StatusBadRequest, create(start(t)), "loopback endpoints only by default")
-	assert.Equal(t, http.StatusOK, create(start(t, "-allow-remote")))
+	assert.Equal(t, http.StatusBadRequest, create(start(t, "-allow-remote")), "-allow-remote is about the listener alone")
+	s := start(t, "-allow-remote-webhooks")
+	line := s.waitLine(t, "WARNING")
+	assert.Contains(t, line, "-allow-remote-webhooks")
+	assert.Contains(t, line, "any URL")
+	assert.Equal(t, http.StatusOK, create(s))
 }
