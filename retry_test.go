@@ -507,7 +507,7 @@ func TestKeyInUseIsRetriedUntilReplayed(t *testing.T) {
 }
 
 func TestOutcomeUnknownCarriesKeyAndSettlesLater(t *testing.T) {
-	release := make(chan struct{})
+	release, committed := make(chan struct{}), make(chan struct{})
 	f := newFake(t, func(f *fakeGateway) {
 		f.during = func(n int, _ *http.Request) {
 			if n == 1 {
@@ -516,6 +516,12 @@ func TestOutcomeUnknownCarriesKeyAndSettlesLater(t *testing.T) {
 				case <-time.After(10 * time.Second): // watchdog only
 				}
 			}
+		}
+		f.after = func(n int, _ http.ResponseWriter, _ *http.Request) bool {
+			if n == 1 {
+				close(committed)
+			}
+			return false
 		}
 	})
 	c := f.client(t, WithAttemptTimeout(50*time.Millisecond))
@@ -531,7 +537,8 @@ func TestOutcomeUnknownCarriesKeyAndSettlesLater(t *testing.T) {
 	assert.Contains(t, err.Error(), `idempotency key "order_unknown"`)
 
 	close(release) // the first attempt finishes on the gateway
-	require.Eventually(t, func() bool { return f.chargeCount() == 1 }, 5*time.Second, time.Millisecond)
+	<-committed
+	require.Equal(t, 1, f.chargeCount())
 	ch, err := c.Charges.Create(context.Background(), chargeParams("order_unknown"))
 	require.NoError(t, err)
 	assert.True(t, ch.LastResponse.Replayed, "settled by the same key")
