@@ -124,6 +124,13 @@ type chaosJSON struct {
 }
 
 func (g *Gateway) postChaos(w http.ResponseWriter, r *http.Request) {
+	postChaosSettings(w, r, g.SetChaos, g.getChaos)
+}
+
+// postChaosSettings sets a chaos rate and seed from r's body with set, and
+// answers with the settings as get reads them: the routes of the request
+// chaos and of the delivery chaos.
+func postChaosSettings(w http.ResponseWriter, r *http.Request, set func(float64, int64) error, get http.HandlerFunc) {
 	var c chaosJSON
 	if !decodeControl(w, r, &c) {
 		return
@@ -132,11 +139,11 @@ func (g *Gateway) postChaos(w http.ResponseWriter, r *http.Request) {
 		writeError(w, missing("rate"))
 		return
 	}
-	if err := g.SetChaos(*c.Rate, c.Seed); err != nil {
+	if err := set(*c.Rate, c.Seed); err != nil {
 		writeError(w, invalidParam("parameter_invalid", "rate", err.Error()))
 		return
 	}
-	g.getChaos(w, r)
+	get(w, r)
 }
 
 func (g *Gateway) getChaos(w http.ResponseWriter, _ *http.Request) {

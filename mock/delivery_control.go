@@ -135,19 +135,7 @@ func (g *Gateway) postDeliveryFault(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postDeliveryChaos(w http.ResponseWriter, r *http.Request) {
-	var c chaosJSON
-	if !decodeControl(w, r, &c) {
-		return
-	}
-	if c.Rate == nil {
-		writeError(w, missing("rate"))
-		return
-	}
-	if err := g.SetDeliveryChaos(*c.Rate, c.Seed); err != nil {
-		writeError(w, invalidParam("parameter_invalid", "rate", err.Error()))
-		return
-	}
-	g.getDeliveryChaos(w, r)
+	postChaosSettings(w, r, g.SetDeliveryChaos, g.getDeliveryChaos)
 }
 
 func (g *Gateway) getDeliveryChaos(w http.ResponseWriter, _ *http.Request) {
