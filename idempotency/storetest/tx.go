@@ -57,8 +57,9 @@ func mustClaimIn(t *testing.T, ctx context.Context, s idempotency.Store, c idemp
 // relies on when a handler writes in the store's transaction: the write and
 // the stored response are kept together or not at all; a transaction
 // refuses a claim the token does not hold; an open transaction blocks
-// neither renewals nor a duplicate's claim; and after a lease taken over,
-// at most one execution commits. Each check runs in its own subtest with a
+// neither renewals, nor a duplicate's claim, nor a takeover's release, and
+// commits after its claim was renewed; and after a lease taken over, at
+// most one execution commits. Each check runs in its own subtest with a
 // fresh store. Run the checks of [Run] on the store too.
 func RunTx(t *testing.T, cfg TxConfig) {
 	t.Helper()
