@@ -16,9 +16,22 @@
 // prebuilt binaries instead. When stripe-mock can be neither found nor
 // built, the benchmark skips and says how to provide it.
 //
-// Each load is sent by 32 client goroutines over keep-alive connections
-// (MaxIdleConnsPerHost 32), b.N requests in all, to one server after the
-// other:
+// Each load is sent by 32 client goroutines, each on a keep-alive
+// connection of its own, b.N requests in all, to one server after the
+// other. A goroutine writes each request whole, prebuilt but for its key,
+// and reads the answer with net/http's parser ([net/http.ReadResponse]),
+// much as wrk does: an [net/http.Transport] would spend more CPU per
+// request than payonce-mock does, on its two goroutines per connection and
+// the hand-offs between them, and that CPU comes out of the server's on a
+// machine with few cores. The flag -stripebench.client=transport, after
+// the package's path, sends the loads through an http.Client instead, to
+// see what a Go program would:
+//
+//	go test ./mock/stripebench/ -run '^$' -bench BenchmarkStripeDialect -benchtime=20000x -count=5 -stripebench.client=transport
+//
+// testdata/new_keys.lua sends the new_keys load with wrk, a load
+// generator written in C, to check the benchmark's figures with a client
+// that has nothing in common with it; its comment tells how.
 //
 //   - new_keys: POST /v1/charges with the form body
 //     amount=2000&currency=usd&source=tok_visa and a fresh Idempotency-Key

@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -209,9 +211,13 @@ func median(rs []result, field func(result) float64) float64 {
 // reports and returns their req/s and the server's CPU time per request.
 // It fails b on any unexpected answer.
 func drive(b *testing.B, t target, replays bool) result {
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: time.Minute}
+	newClient := newConnClient
+	if *clientFlag == "transport" {
+		tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: requestTimeout}
+		newClient = func(t target) client { return &transportClient{c: c, t: t} }
+	}
 	run := nonce() // so that no key of an earlier call is new again
 	ctx := b.Context()
 
@@ -222,13 +228,20 @@ func drive(b *testing.B, t target, replays bool) result {
 		errOnce.Do(func() { firstErr = err })
 		failed.Store(true)
 	}
-	parallel := func(f func(client int, buf *bytes.Buffer)) {
+	// Each goroutine keeps its client, and so its connection, from the
+	// untimed first requests to the timed ones.
+	cs := make([]client, clients)
+	for i := range cs {
+		cs[i] = newClient(t)
+		defer cs[i].close()
+	}
+	parallel := func(f func(i int, c client)) {
 		var wg sync.WaitGroup
-		for client := range clients {
+		for i, c := range cs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				f(client, new(bytes.Buffer))
+				f(i, c)
 			}()
 		}
 		wg.Wait()
@@ -236,8 +249,8 @@ func drive(b *testing.B, t target, replays bool) result {
 
 	replayKey := func(client int) string { return run + "-c" + strconv.Itoa(client) }
 	if replays {
-		parallel(func(client int, buf *bytes.Buffer) { // the first, executing request of each key
-			if err := send(ctx, c, t, replayKey(client), false, buf); err != nil {
+		parallel(func(i int, c client) { // the first, executing request of each key
+			if err := c.send(ctx, replayKey(i), false); err != nil {
 				fail(err)
 			}
 		})
@@ -250,17 +263,17 @@ func drive(b *testing.B, t target, replays bool) result {
 	cpu0, cpuOK := cpuTime(t.pid)
 	self0, selfOK := cpuTime(os.Getpid())
 	b.ResetTimer()
-	parallel(func(client int, buf *bytes.Buffer) {
+	parallel(func(ci int, c client) {
 		for !failed.Load() {
 			i := next.Add(1) - 1
 			if i >= int64(b.N) {
 				return
 			}
-			key := replayKey(client)
+			key := replayKey(ci)
 			if !replays {
 				key = run + "-" + strconv.FormatInt(i, 10)
 			}
-			if err := send(ctx, c, t, key, replays, buf); err != nil {
+			if err := c.send(ctx, key, replays); err != nil {
 				fail(err)
 				return
 			}
@@ -314,27 +327,28 @@ func cpuTime(pid int) (time.Duration, bool) {
 	return time.Duration(utime+stime) * time.Second / userHZ, true
 }
 
-// send posts one charge to t with key and checks that the answer is 200,
-// and a replay exactly when replay is set, if t says so.
-func send(ctx context.Context, c *http.Client, t target, key string, replay bool, buf *bytes.Buffer) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", t.url+"/v1/charges", bytes.NewReader(t.body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	req.Header.Set("Content-Type", t.contentType)
-	req.Header.Set("Idempotency-Key", key)
-	res, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(io.LimitReader(res.Body, 1<<20)); err != nil {
-		return fmt.Errorf("key %s: read the response: %w", key, err)
-	}
+// requestTimeout bounds each request of a load, so that a server that
+// hangs fails the benchmark instead of stalling it.
+const requestTimeout = time.Minute
+
+// clientFlag picks what sends the loads; the package comment tells why
+// "conn" is the default.
+var clientFlag = flag.String("stripebench.client", "conn",
+	"what sends the loads: conn (a keep-alive connection per goroutine, requests written whole, "+
+		"answers read by net/http's parser) or transport (an http.Client)")
+
+// A client sends one goroutine's requests of a load, one at a time.
+type client interface {
+	// send posts one charge with key and checks that the answer is 200,
+	// and a replay exactly when replay is set, if the target says so.
+	send(ctx context.Context, key string, replay bool) error
+	close()
+}
+
+// checkAnswer checks a charge's answer, whose body is in body.
+func checkAnswer(t target, key string, replay bool, res *http.Response, body []byte) error {
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("key %s: status %d: %.300s", key, res.StatusCode, buf.Bytes())
+		return fmt.Errorf("key %s: status %d: %.300s", key, res.StatusCode, body)
 	}
 	if got := res.Header.Get("Idempotent-Replayed") == "true"; t.replayHeader && got != replay {
 		return fmt.Errorf("key %s: Idempotent-Replayed: %q, want a replay: %t", key,
@@ -342,6 +356,121 @@ func send(ctx context.Context, c *http.Client, t target, key string, replay bool
 	}
 	return nil
 }
+
+// connClient is the load's default client: its own keep-alive connection,
+// on which it writes each request whole, prebuilt but for its key, in one
+// write, and reads the answer with [http.ReadResponse], the parser behind
+// http.Client. It does what wrk does, in Go: an http.Transport spends more
+// CPU per request than payonce-mock does, on the two goroutines each of its
+// connections runs and the hand-offs between them, and on these 2-core
+// machines the clients' CPU comes out of the servers'.
+type connClient struct {
+	t      target
+	addr   string // host:port
+	conn   net.Conn
+	br     *bufio.Reader
+	head   []byte // the request up to the key's value
+	tail   []byte // the rest of the request after it
+	out    []byte // the request being sent
+	buf    bytes.Buffer
+	method *http.Request // for ReadResponse, which only reads its Method
+}
+
+func newConnClient(t target) client {
+	addr := strings.TrimPrefix(t.url, "http://")
+	head := "POST /v1/charges HTTP/1.1\r\n" +
+		"Host: " + addr + "\r\n" +
+		"User-Agent: payonce-stripebench\r\n" +
+		"Authorization: Bearer " + apiKey + "\r\n" +
+		"Content-Type: " + t.contentType + "\r\n" +
+		"Content-Length: " + strconv.Itoa(len(t.body)) + "\r\n" +
+		"Idempotency-Key: "
+	tail := append([]byte("\r\n\r\n"), t.body...)
+	return &connClient{t: t, addr: addr, head: []byte(head), tail: tail, method: &http.Request{Method: "POST"}}
+}
+
+func (c *connClient) send(ctx context.Context, key string, replay bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.conn == nil {
+		conn, err := (&net.Dialer{Timeout: requestTimeout}).DialContext(ctx, "tcp", c.addr)
+		if err != nil {
+			return err
+		}
+		c.conn = conn
+		if c.br == nil {
+			c.br = bufio.NewReaderSize(conn, 16<<10)
+		} else {
+			c.br.Reset(conn)
+		}
+	}
+	c.out = append(append(append(c.out[:0], c.head...), key...), c.tail...)
+	if err := c.conn.SetDeadline(time.Now().Add(requestTimeout)); err != nil {
+		return c.broken(err)
+	}
+	if _, err := c.conn.Write(c.out); err != nil {
+		return c.broken(fmt.Errorf("key %s: send: %w", key, err))
+	}
+	res, err := http.ReadResponse(c.br, c.method)
+	if err != nil {
+		return c.broken(fmt.Errorf("key %s: read the answer: %w", key, err))
+	}
+	c.buf.Reset()
+	_, err = c.buf.ReadFrom(io.LimitReader(res.Body, 1<<20))
+	res.Body.Close()
+	if err != nil {
+		return c.broken(fmt.Errorf("key %s: read the response: %w", key, err))
+	}
+	if res.Close {
+		c.broken(nil) // the server closes it: dial again for the next one
+	}
+	return checkAnswer(c.t, key, replay, res, c.buf.Bytes())
+}
+
+// broken drops the connection, to dial again on the next request, and
+// returns err.
+func (c *connClient) broken(err error) error {
+	c.close()
+	return err
+}
+
+func (c *connClient) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+// transportClient sends through an http.Client, shared by all the
+// goroutines, as a Go program would: -stripebench.client=transport.
+type transportClient struct {
+	c   *http.Client
+	t   target
+	buf bytes.Buffer
+}
+
+func (c *transportClient) send(ctx context.Context, key string, replay bool) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.t.url+"/v1/charges", bytes.NewReader(c.t.body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", c.t.contentType)
+	req.Header.Set("Idempotency-Key", key)
+	res, err := c.c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	c.buf.Reset()
+	if _, err := c.buf.ReadFrom(io.LimitReader(res.Body, 1<<20)); err != nil {
+		return fmt.Errorf("key %s: read the response: %w", key, err)
+	}
+	return checkAnswer(c.t, key, replay, res, c.buf.Bytes())
+}
+
+func (c *transportClient) close() {}
 
 // refusedError is a non-200 answer to a probe.
 type refusedError struct {
