@@ -107,6 +107,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	mismatch := fs.Int("mismatch-status", http.StatusUnprocessableEntity, "status for a key reused with another request: 422 or 400")
 	history := fs.Int("history", mock.DefaultHistoryLimit, "how many requests GET /_mock/requests keeps")
 	historyBytes := fs.Int("history-bytes", mock.DefaultHistoryBytes, "how many bytes of records GET /_mock/requests keeps")
+	events := fs.Int("events", mock.DefaultEventLimit, "how many of the latest events GET /v1/events keeps, across accounts")
+	deliveryRecords := fs.Int("delivery-records", mock.DefaultDeliveryRecordLimit, "how many of the latest webhook delivery attempts GET /_mock/deliveries keeps")
 	controlToken := fs.String("control-token", "", "require Authorization: Bearer `token` on the control surface (/_mock/), instead of a loopback Host")
 	var keys keyList
 	fs.Var(&keys, "api-key", "accept only this API `key` (repeatable; default: any sk_test_ key)")
@@ -137,6 +139,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		mock.WithChaos(*chaos, *seed),
 		mock.WithHistoryLimit(*history),
 		mock.WithHistoryBytes(*historyBytes),
+		mock.WithEventLimit(*events),
+		mock.WithDeliveryRecordLimit(*deliveryRecords),
 		mock.WithLogger(logger),
 	}
 	if *controlToken != "" {

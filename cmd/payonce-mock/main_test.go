@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +175,8 @@ func TestRunRefusesBadArguments(t *testing.T) {
 		{"-api-key", "pk_live_x"},
 		{"-history", "0"},
 		{"-history-bytes", "0"},
+		{"-events", "0"},
+		{"-delivery-records", "-1"},
 		{"-control-token", "has space"},
 		{"-no-such-flag"},
 		{"extra"},
@@ -507,4 +512,52 @@ func TestRunAllowRemoteWebhooks(t *testing.T) {
 	assert.Contains(t, line, "-allow-remote-webhooks")
 	assert.Contains(t, line, "any URL")
 	assert.Equal(t, http.StatusOK, create(s))
+}
+
+// -events and -delivery-records bound what the mock keeps of them; the
+// counters still count every one.
+func TestRunLimits(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer hook.Close()
+	type counts struct {
+		events, deliveries int
+		attempts           int64
+	}
+	charge3 := func(s *started) counts {
+		form := url.Values{"url": {hook.URL + "/stripe"}, "enabled_events[0]": {"*"}}
+		req, err := http.NewRequest("POST", s.url+"/v1/webhook_endpoints", strings.NewReader(form.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		for i := range 3 {
+			require.Equal(t, http.StatusOK, post(t, s.url, apiKey, "limit-"+strconv.Itoa(i), charge).StatusCode)
+		}
+		res, err = http.Post(s.url+"/_mock/deliveries/wait", "application/json", strings.NewReader(`{"timeout_ms":30000}`))
+		require.NoError(t, err)
+		var stats mock.DeliveryStats
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&stats))
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		list := func(path string) int {
+			res, err := http.Get(s.url + path)
+			require.NoError(t, err)
+			defer res.Body.Close()
+			var page struct{ Data []json.RawMessage }
+			require.NoError(t, json.NewDecoder(res.Body).Decode(&page))
+			return len(page.Data)
+		}
+		assert.EqualValues(t, 3, stats.Events, "every event counted")
+		assert.EqualValues(t, 3, stats.Attempts, "every attempt counted")
+		return counts{events: list("/_mock/events"), deliveries: list("/_mock/deliveries"), attempts: stats.Attempts}
+	}
+	assert.Equal(t, counts{events: 3, deliveries: 3, attempts: 3}, charge3(start(t)), "the defaults keep all three")
+	assert.Equal(t, counts{events: 2, deliveries: 1, attempts: 3},
+		charge3(start(t, "-events", "2", "-delivery-records", "1")))
 }
