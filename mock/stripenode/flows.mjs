@@ -16,9 +16,12 @@
 // <sk_test_key>_pi_list_<run> and the accounts flow <sk_test_key>_other_<run>.
 // Any sk_test_ key is an account on the mock.
 //
-// The flows named pi_… drive PaymentIntents (docs/protocol.md §9.5).
+// The flows named pi_… drive PaymentIntents (docs/protocol.md §9.5). The
+// webhook flow uses <sk_test_key>_webhook_<run> and a server of its own on
+// 127.0.0.1 for webhook deliveries (§10).
 
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import Stripe from 'stripe';
 
 const USAGE = 'usage: node flows.mjs <base-url> <sk_test_key> [flow ...]';
@@ -97,6 +100,28 @@ async function refused(call) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// controlPost posts body, as JSON, to the mock's control surface (/_mock/,
+// docs/protocol.md §6), and returns the status and the decoded answer.
+async function controlPost(base, path, body) {
+  const res = await fetch(new URL(path, base), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+// verify records what stripe-node's constructEvent makes of a delivery:
+// the event, or the class of the error it threw.
+function verify(stripe, body, signature, secret) {
+  try {
+    const ev = stripe.webhooks.constructEvent(body, signature, secret);
+    return { verified: true, id: ev.id, type: ev.type, object_id: ev.data?.object?.id ?? null, livemode: ev.livemode };
+  } catch (err) {
+    return { verified: false, error: err?.type ?? err?.constructor?.name };
+  }
+}
 
 const FLOWS = {
   // A charge with a key: Stripe's charge object.
@@ -357,6 +382,61 @@ const FLOWS = {
     stripe.off('request', onRequest);
     const { data, ...first } = await stripe.paymentIntents.list({ limit: 2 });
     return { created, listed, pages, first_page: { ...first, ids: data.map((p) => p.id), objects: data.map((p) => p.object) } };
+  },
+
+  // A webhook endpoint created with stripe-node, at a server of the
+  // flow's own; a charge whose charge.succeeded event the mock delivers to
+  // it, and twice more by a duplicate fault (§10.4); each copy verified by
+  // stripe-node's constructEvent as a receiver would, and a forged and a
+  // tampered one refused.
+  async webhook({ base, key }) {
+    const stripe = client(base, `${key}_webhook_${run}`);
+    let secret = null;
+    const received = [];
+    const bodies = [];
+    const server = createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const signature = req.headers['stripe-signature'];
+        const rec = { path: req.url, signed: typeof signature === 'string', ...verify(stripe, body, signature, secret) };
+        received.push(rec);
+        bodies.push({ body, signature });
+        res.writeHead(rec.verified ? 200 : 400).end();
+      });
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${server.address().port}/hooks/stripe`;
+      const endpoint = await stripe.webhookEndpoints.create({ url, enabled_events: ['charge.succeeded'] });
+      secret = endpoint.secret;
+      const fault = await controlPost(base, '/_mock/delivery_faults', { kind: 'duplicate', endpoint: endpoint.id, copies: 2 });
+      const ch = await stripe.charges.create(
+        { amount: 2600, currency: 'usd', source: 'tok_visa', metadata: { flow: 'webhook' } },
+        { idempotencyKey: `${run}-webhook` });
+      // Answers once nothing is pending: every copy has been delivered, or
+      // given up.
+      const waited = await controlPost(base, '/_mock/deliveries/wait', { timeout_ms: 20000 });
+      const first = bodies[0] ?? { body: Buffer.from('{}'), signature: '' };
+      const forged = verify(stripe, first.body,
+        stripe.webhooks.generateTestHeaderString({ payload: first.body.toString(), secret: 'whsec_not_the_endpoints' }), secret);
+      const altered = first.body.toString().replace('"amount":2600', '"amount":1');
+      const tampered = { changed: altered !== first.body.toString(), ...verify(stripe, Buffer.from(altered), first.signature, secret) };
+      const deleted = await stripe.webhookEndpoints.del(endpoint.id);
+      return {
+        endpoint: { id: endpoint.id, url: endpoint.url, secret_prefix: secret?.slice(0, 6) ?? null, enabled_events: endpoint.enabled_events },
+        fault_status: fault.status,
+        charge_id: ch.id,
+        waited,
+        received,
+        forged,
+        tampered,
+        deleted: deleted.deleted ?? null,
+      };
+    } finally {
+      server.close();
+    }
   },
 };
 

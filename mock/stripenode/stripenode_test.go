@@ -556,6 +556,8 @@ func TestStripeNode(t *testing.T) {
 		assert.Equal(t, newestFirst[:2], out.FirstPage.IDs, "the first page")
 		assert.Equal(t, []string{"payment_intent", "payment_intent"}, out.FirstPage.Objects, "the first page's objects")
 	})
+
+	t.Run("webhook", func(t *testing.T) { checkWebhook(t, h) })
 }
 
 // harness is a mock server and the lines flows.mjs printed about it, by
@@ -932,4 +934,70 @@ func unavailable(t *testing.T, why string) {
 		t.Fatalf("%s, and CI=true: the CI machine has Node.js 20 or later, and .ci/run runs npm ci --prefix mock/stripenode", why)
 	}
 	t.Skipf("%s, so stripe-node's flows are skipped; %s", why, installHowTo)
+}
+
+// checkWebhook checks the webhook flow: stripe-node creates the endpoint,
+// and its constructEvent verifies every copy the mock delivers.
+func checkWebhook(t *testing.T, h *harness) {
+	type verified struct {
+		Verified bool   `json:"verified"`
+		ID       string `json:"id"`
+		Type     string `json:"type"`
+		ObjectID string `json:"object_id"`
+		Livemode bool   `json:"livemode"`
+		Error    string `json:"error"`
+	}
+	var out struct {
+		Endpoint struct {
+			ID            string   `json:"id"`
+			URL           string   `json:"url"`
+			SecretPrefix  string   `json:"secret_prefix"`
+			EnabledEvents []string `json:"enabled_events"`
+		} `json:"endpoint"`
+		FaultStatus int    `json:"fault_status"`
+		ChargeID    string `json:"charge_id"`
+		Waited      struct {
+			Status int                `json:"status"`
+			Body   mock.DeliveryStats `json:"body"`
+		} `json:"waited"`
+		Received []struct {
+			Path   string `json:"path"`
+			Signed bool   `json:"signed"`
+			verified
+		} `json:"received"`
+		Forged   verified `json:"forged"`
+		Tampered struct {
+			Changed bool `json:"changed"`
+			verified
+		} `json:"tampered"`
+		Deleted bool `json:"deleted"`
+	}
+	h.run(t, "webhook", &out)
+	assert.True(t, strings.HasPrefix(out.Endpoint.ID, "we_"), "endpoint id %q", out.Endpoint.ID)
+	assert.Equal(t, "whsec_", out.Endpoint.SecretPrefix, "the endpoint's secret, as stripe-node returns it")
+	assert.Equal(t, []string{"charge.succeeded"}, out.Endpoint.EnabledEvents)
+	assert.Equal(t, 200, out.FaultStatus, "the duplicate fault was injected")
+	assert.Equal(t, 200, out.Waited.Status, "nothing left pending")
+	stats := out.Waited.Body
+	stats.Events = 0 // the other flows' events count too; only this one had an endpoint
+	assert.Equal(t, mock.DeliveryStats{Deliveries: 3, Attempts: 3, Delivered: 3}, stats)
+
+	require.Len(t, out.Received, 3, "the event and its two copies")
+	first := out.Received[0]
+	assert.True(t, strings.HasPrefix(first.ID, "evt_"), "event id %q", first.ID)
+	for i, r := range out.Received {
+		assert.Equal(t, "/hooks/stripe", r.Path, "delivery %d", i)
+		assert.True(t, r.Signed, "delivery %d has a Stripe-Signature", i)
+		assert.True(t, r.Verified, "stripe-node's constructEvent accepts delivery %d: %s", i, r.Error)
+		assert.Equal(t, first.ID, r.ID, "every copy is the same event")
+		assert.Equal(t, "charge.succeeded", r.Type, "delivery %d", i)
+		assert.Equal(t, out.ChargeID, r.ObjectID, "delivery %d carries the charge", i)
+		assert.False(t, r.Livemode, "delivery %d", i)
+	}
+	assert.False(t, out.Forged.Verified, "signed with another secret")
+	assert.Equal(t, "StripeSignatureVerificationError", out.Forged.Error)
+	assert.True(t, out.Tampered.Changed, "the flow altered the body")
+	assert.False(t, out.Tampered.Verified, "a body altered after signing")
+	assert.Equal(t, "StripeSignatureVerificationError", out.Tampered.Error)
+	assert.True(t, out.Deleted, "the endpoint was deleted")
 }
