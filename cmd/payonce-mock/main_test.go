@@ -490,21 +490,26 @@ func redacted(t *testing.T, raw string) string {
 	return redactURL(u)
 }
 
+// createEndpoint creates a webhook endpoint at hookURL for every event,
+// through Stripe's dialect, and returns the answer's status.
+func createEndpoint(t *testing.T, s *started, hookURL string) int {
+	t.Helper()
+	form := url.Values{"url": {hookURL}, "enabled_events[0]": {"*"}}
+	req, err := http.NewRequest("POST", s.url+"/v1/webhook_endpoints", strings.NewReader(form.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
 // -allow-remote-webhooks, and it alone, lets webhook endpoints be beyond
 // loopback, and says so at start.
 func TestRunAllowRemoteWebhooks(t *testing.T) {
-	create := func(s *started) int {
-		form := url.Values{"url": {"https://hooks.example.com/stripe"}, "enabled_events[0]": {"*"}}
-		req, err := http.NewRequest("POST", s.url+"/v1/webhook_endpoints", strings.NewReader(form.Encode()))
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+apiKey)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		res, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res.StatusCode
-	}
+	create := func(s *started) int { return createEndpoint(t, s, "https://hooks.example.com/stripe") }
 	assert.Equal(t, http.StatusBadRequest, create(start(t)), "loopback endpoints only by default")
 	assert.Equal(t, http.StatusBadRequest, create(start(t, "-allow-remote")), "-allow-remote is about the listener alone")
 	s := start(t, "-allow-remote-webhooks")
@@ -526,20 +531,11 @@ func TestRunLimits(t *testing.T) {
 		attempts           int64
 	}
 	charge3 := func(s *started) counts {
-		form := url.Values{"url": {hook.URL + "/stripe"}, "enabled_events[0]": {"*"}}
-		req, err := http.NewRequest("POST", s.url+"/v1/webhook_endpoints", strings.NewReader(form.Encode()))
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+apiKey)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		res, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		require.Equal(t, http.StatusOK, res.StatusCode)
+		require.Equal(t, http.StatusOK, createEndpoint(t, s, hook.URL+"/stripe"))
 		for i := range 3 {
 			require.Equal(t, http.StatusOK, post(t, s.url, apiKey, "limit-"+strconv.Itoa(i), charge).StatusCode)
 		}
-		res, err = http.Post(s.url+"/_mock/deliveries/wait", "application/json", strings.NewReader(`{"timeout_ms":30000}`))
+		res, err := http.Post(s.url+"/_mock/deliveries/wait", "application/json", strings.NewReader(`{"timeout_ms":30000}`))
 		require.NoError(t, err)
 		var stats mock.DeliveryStats
 		require.NoError(t, json.NewDecoder(res.Body).Decode(&stats))
