@@ -612,15 +612,15 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	defer o.close()
 	hctx, cancel := context.WithTimeout(o.handlerCtx, m.handlerTimeout)
 	defer cancel()
-	x := &execution{req: request{m: m, o: o}}
+	x := &execution{req: request{m: m, o: o}, w: w, r: r, ev: ev}
 	req := &x.req
 	// A transaction that no path below ended, as when the store panics in
 	// its Finish, is rolled back, so that its connection and locks go.
 	defer m.rollback(o, req)
-	x.rec = recorder{header: make(http.Header), max: m.maxResponse, w: w,
-		overflow: func(rec *recorder) error { return m.overflow(w, r, o, req, rec, ev) }}
+	x.rec = recorder{header: make(http.Header), max: m.maxResponse, w: w, exec: x}
 	rec := &x.rec
-	r2 := r.WithContext(context.WithValue(hctx, requestKey{}, req))
+	x.ctx = handlerContext{Context: hctx, req: req}
+	r2 := r.WithContext(&x.ctx)
 	x.body.Reset(body)
 	r2.Body = &x.body
 	r2.ContentLength = int64(len(body))
@@ -687,12 +687,40 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 
 // execution is what execute makes for one request, in one allocation
 // rather than one each: what the handler's context carries for the
-// middleware, the recorder of the handler's response, and the reader of the
-// request body it is given.
+// middleware, and that context itself, the recorder of the handler's
+// response, the reader of the request body it is given, and what the
+// recorder needs to call overflow.
 type execution struct {
 	req  request
+	ctx  handlerContext
 	rec  recorder
 	body bodyReader
+
+	w  http.ResponseWriter
+	r  *http.Request
+	ev *Event
+}
+
+// overflow is [Middleware.overflow] for this execution's response.
+func (x *execution) overflow(rec *recorder) error {
+	return x.req.m.overflow(x.w, x.r, x.req.o, &x.req, rec, x.ev)
+}
+
+// handlerContext is the handler's context: its parent, with the request
+// as the value of requestKey, as [context.WithValue] would make it, but
+// inside the execution's allocation. Everything else is the parent's: a
+// context derived from it finds the parent's cancelCtx through Value, and
+// is cancelled with it, with the same error and cause.
+type handlerContext struct {
+	context.Context
+	req *request
+}
+
+func (c *handlerContext) Value(key any) any {
+	if key == (requestKey{}) {
+		return c.req
+	}
+	return c.Context.Value(key)
 }
 
 // bodyReader is the request body a handler reads: the body the middleware
@@ -830,7 +858,7 @@ func replay(w http.ResponseWriter, resp *Response) {
 
 // recorder buffers the handler's response, so that it is stored before the
 // client sees it, up to max bytes (no bound if max < 0). Past that it calls
-// overflow once, and from then on writes straight through to w.
+// exec's overflow once, and from then on writes straight through to w.
 type recorder struct {
 	header      http.Header
 	code        int
@@ -839,9 +867,9 @@ type recorder struct {
 
 	max       int64
 	w         http.ResponseWriter
-	overflow  func(*recorder) error
-	streaming bool  // overflow was called
-	err       error // what overflow answered; every later write fails with it
+	exec      *execution // whose overflow to call; needed only if max >= 0
+	streaming bool       // overflow was called
+	err       error      // what overflow answered; every later write fails with it
 }
 
 func (rec *recorder) Header() http.Header { return rec.header }
@@ -876,7 +904,7 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		return rec.body.Write(p)
 	}
 	rec.streaming = true
-	if rec.err = rec.overflow(rec); rec.err != nil {
+	if rec.err = rec.exec.overflow(rec); rec.err != nil {
 		return 0, rec.err
 	}
 	return rec.w.Write(p)
