@@ -128,7 +128,9 @@ type memoryEntry struct {
 
 // memoryResponse is a stored response with what it costs, which is worked
 // out once, so that a caller that changes the Response it was handed cannot
-// make the store lose count.
+// make the store lose count. The middleware records every response it
+// stores as one, so that a MemoryStore keeps it without another
+// allocation (see finishOwned).
 type memoryResponse struct {
 	Response
 	cost int64
@@ -301,26 +303,26 @@ func (s *MemoryStore) Renew(_ context.Context, c Claim) error {
 // or the store evicts the record to make room: nobody else executed, so the
 // owner's result is the only one.
 func (s *MemoryStore) Finish(_ context.Context, c Claim, resp *Response) error {
-	return s.finish(c, &Response{
+	return s.finish(c, &memoryResponse{Response: Response{
 		StatusCode: resp.StatusCode,
 		Header:     resp.Header.Clone(),
 		Body:       append([]byte(nil), resp.Body...),
-	})
+	}})
 }
 
 // finishOwned is Finish for a response that nothing else will change or
-// keep, which the middleware hands over: the store keeps resp's header as
-// it is, and its body too unless copying it would take less memory.
-func (s *MemoryStore) finishOwned(c Claim, resp *Response) error {
+// keep, which the middleware hands over: the store keeps resp itself, with
+// its header as it is, and its body too unless copying it would take less
+// memory.
+func (s *MemoryStore) finishOwned(c Claim, resp *memoryResponse) error {
 	if int64(cap(resp.Body)) > allocSize(len(resp.Body)) {
 		resp.Body = append([]byte(nil), resp.Body...)
 	}
 	return s.finish(c, resp)
 }
 
-// finish stores resp, which is the store's own.
-func (s *MemoryStore) finish(c Claim, resp *Response) error {
-	stored := &memoryResponse{Response: *resp}
+// finish stores resp, which is the store's own, and works out its cost.
+func (s *MemoryStore) finish(c Claim, stored *memoryResponse) error {
 	if stored.Header == nil {
 		stored.Header = http.Header{}
 	}

@@ -735,13 +735,13 @@ func (*bodyReader) Close() error { return nil }
 // began one. If the owner was lost while the handler ran, the answer may be
 // the cancellation's, and storing it would poison the key: then it stores
 // nothing, rolls the transaction back, and returns why.
-func (m *Middleware) storeResponse(o *owner, req *request, resp *Response) error {
+func (m *Middleware) storeResponse(o *owner, req *request, resp *memoryResponse) error {
 	if err := o.handlerReturned(); err != nil {
 		m.rollback(o, req)
 		return err
 	}
 	if tx := req.openTx(); tx != nil {
-		err := o.finishTx(tx, resp)
+		err := o.finishTx(tx, &resp.Response)
 		// Only once Finish has returned: if it panics, the transaction is
 		// still open, for execute's deferred rollback.
 		req.ended()
@@ -824,7 +824,7 @@ func (m *Middleware) log() *slog.Logger {
 }
 
 // errorResponse renders e with the error writer, as a response to store.
-func (m *Middleware) errorResponse(r *http.Request, e *Error) *Response {
+func (m *Middleware) errorResponse(r *http.Request, e *Error) *memoryResponse {
 	rec := &recorder{header: make(http.Header), max: -1}
 	m.writeError(rec, r, e)
 	return rec.response(m.replayHeaders)
@@ -920,8 +920,8 @@ func (rec *recorder) status() int {
 // response is the recorded response to store, with copies of the headers
 // named, its values in one slice as [http.Header.Clone] makes them. Its body
 // is the recorder's buffer, which nothing writes to once the handler has
-// returned.
-func (rec *recorder) response(names []string) *Response {
+// returned. It comes with room for its cost, for a [MemoryStore].
+func (rec *recorder) response(names []string) *memoryResponse {
 	n, values := 0, 0
 	for _, name := range names {
 		if v, ok := rec.header[name]; ok {
@@ -942,7 +942,7 @@ func (rec *recorder) response(names []string) *Response {
 			all = all[k:]
 		}
 	}
-	return &Response{StatusCode: rec.status(), Header: h, Body: rec.body.Bytes()}
+	return &memoryResponse{Response: Response{StatusCode: rec.status(), Header: h, Body: rec.body.Bytes()}}
 }
 
 // writeTo sends the buffered response, whole, with its length, so that a
