@@ -612,15 +612,15 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 	defer o.close()
 	hctx, cancel := context.WithTimeout(o.handlerCtx, m.handlerTimeout)
 	defer cancel()
-	x := &execution{req: request{m: m, o: o}}
+	x := &execution{req: request{m: m, o: o}, w: w, r: r, ev: ev}
 	req := &x.req
 	// A transaction that no path below ended, as when the store panics in
 	// its Finish, is rolled back, so that its connection and locks go.
 	defer m.rollback(o, req)
-	x.rec = recorder{header: make(http.Header), max: m.maxResponse, w: w,
-		overflow: func(rec *recorder) error { return m.overflow(w, r, o, req, rec, ev) }}
+	x.rec = recorder{header: make(http.Header), max: m.maxResponse, w: w, exec: x}
 	rec := &x.rec
-	r2 := r.WithContext(context.WithValue(hctx, requestKey{}, req))
+	x.ctx = handlerContext{Context: hctx, req: req}
+	r2 := r.WithContext(&x.ctx)
 	x.body.Reset(body)
 	r2.Body = &x.body
 	r2.ContentLength = int64(len(body))
@@ -687,12 +687,40 @@ func (m *Middleware) execute(w http.ResponseWriter, r *http.Request, next http.H
 
 // execution is what execute makes for one request, in one allocation
 // rather than one each: what the handler's context carries for the
-// middleware, the recorder of the handler's response, and the reader of the
-// request body it is given.
+// middleware, and that context itself, the recorder of the handler's
+// response, the reader of the request body it is given, and what the
+// recorder needs to call overflow.
 type execution struct {
 	req  request
+	ctx  handlerContext
 	rec  recorder
 	body bodyReader
+
+	w  http.ResponseWriter
+	r  *http.Request
+	ev *Event
+}
+
+// overflow is [Middleware.overflow] for this execution's response.
+func (x *execution) overflow(rec *recorder) error {
+	return x.req.m.overflow(x.w, x.r, x.req.o, &x.req, rec, x.ev)
+}
+
+// handlerContext is the handler's context: its parent, with the request
+// as the value of requestKey, as [context.WithValue] would make it, but
+// inside the execution's allocation. Everything else is the parent's: a
+// context derived from it finds the parent's cancelCtx through Value, and
+// is cancelled with it, with the same error and cause.
+type handlerContext struct {
+	context.Context
+	req *request
+}
+
+func (c *handlerContext) Value(key any) any {
+	if key == (requestKey{}) {
+		return c.req
+	}
+	return c.Context.Value(key)
 }
 
 // bodyReader is the request body a handler reads: the body the middleware
@@ -707,13 +735,13 @@ func (*bodyReader) Close() error { return nil }
 // began one. If the owner was lost while the handler ran, the answer may be
 // the cancellation's, and storing it would poison the key: then it stores
 // nothing, rolls the transaction back, and returns why.
-func (m *Middleware) storeResponse(o *owner, req *request, resp *Response) error {
+func (m *Middleware) storeResponse(o *owner, req *request, resp *memoryResponse) error {
 	if err := o.handlerReturned(); err != nil {
 		m.rollback(o, req)
 		return err
 	}
 	if tx := req.openTx(); tx != nil {
-		err := o.finishTx(tx, resp)
+		err := o.finishTx(tx, &resp.Response)
 		// Only once Finish has returned: if it panics, the transaction is
 		// still open, for execute's deferred rollback.
 		req.ended()
@@ -796,7 +824,7 @@ func (m *Middleware) log() *slog.Logger {
 }
 
 // errorResponse renders e with the error writer, as a response to store.
-func (m *Middleware) errorResponse(r *http.Request, e *Error) *Response {
+func (m *Middleware) errorResponse(r *http.Request, e *Error) *memoryResponse {
 	rec := &recorder{header: make(http.Header), max: -1}
 	m.writeError(rec, r, e)
 	return rec.response(m.replayHeaders)
@@ -830,7 +858,7 @@ func replay(w http.ResponseWriter, resp *Response) {
 
 // recorder buffers the handler's response, so that it is stored before the
 // client sees it, up to max bytes (no bound if max < 0). Past that it calls
-// overflow once, and from then on writes straight through to w.
+// exec's overflow once, and from then on writes straight through to w.
 type recorder struct {
 	header      http.Header
 	code        int
@@ -839,9 +867,9 @@ type recorder struct {
 
 	max       int64
 	w         http.ResponseWriter
-	overflow  func(*recorder) error
-	streaming bool  // overflow was called
-	err       error // what overflow answered; every later write fails with it
+	exec      *execution // whose overflow to call; needed only if max >= 0
+	streaming bool       // overflow was called
+	err       error      // what overflow answered; every later write fails with it
 }
 
 func (rec *recorder) Header() http.Header { return rec.header }
@@ -876,7 +904,7 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		return rec.body.Write(p)
 	}
 	rec.streaming = true
-	if rec.err = rec.overflow(rec); rec.err != nil {
+	if rec.err = rec.exec.overflow(rec); rec.err != nil {
 		return 0, rec.err
 	}
 	return rec.w.Write(p)
@@ -892,8 +920,8 @@ func (rec *recorder) status() int {
 // response is the recorded response to store, with copies of the headers
 // named, its values in one slice as [http.Header.Clone] makes them. Its body
 // is the recorder's buffer, which nothing writes to once the handler has
-// returned.
-func (rec *recorder) response(names []string) *Response {
+// returned. It comes with room for its cost, for a [MemoryStore].
+func (rec *recorder) response(names []string) *memoryResponse {
 	n, values := 0, 0
 	for _, name := range names {
 		if v, ok := rec.header[name]; ok {
@@ -914,7 +942,7 @@ func (rec *recorder) response(names []string) *Response {
 			all = all[k:]
 		}
 	}
-	return &Response{StatusCode: rec.status(), Header: h, Body: rec.body.Bytes()}
+	return &memoryResponse{Response: Response{StatusCode: rec.status(), Header: h, Body: rec.body.Bytes()}}
 }
 
 // writeTo sends the buffered response, whole, with its length, so that a

@@ -232,7 +232,7 @@ func (o *owner) close() {
 // meanwhile. It returns nil once resp is stored, ErrLeaseLost if the store
 // says the claim is another's, or ErrLeaseExpired with the store's last
 // error.
-func (o *owner) finish(resp *Response) error {
+func (o *owner) finish(resp *memoryResponse) error {
 	var last error
 	for attempt := 1; ; attempt++ {
 		if cause := o.lostCause(); cause != nil {
@@ -280,11 +280,11 @@ func (o *owner) finishTx(tx Tx, resp *Response) error {
 
 // storeFinish stores resp, which the middleware built for this one call
 // and never changes: a [*MemoryStore] keeps it without a copy.
-func (m *Middleware) storeFinish(ctx context.Context, c Claim, resp *Response) error {
+func (m *Middleware) storeFinish(ctx context.Context, c Claim, resp *memoryResponse) error {
 	if s, ok := m.store.(*MemoryStore); ok {
 		return s.finishOwned(c, resp)
 	}
-	return m.store.Finish(ctx, c, resp)
+	return m.store.Finish(ctx, c, &resp.Response)
 }
 
 // backoff returns the wait before retry n (from 1) of a store call: it
