@@ -41,10 +41,13 @@ type LedgerCharge struct {
 	IdempotencyKey string `json:"idempotency_key"`
 }
 
-// charge is a stored charge. Its Charge changes only under its account's
-// lock, and Metadata never changes once made: an empty one is the world's
-// noMetadata, which every charge without metadata shares, so that nothing
-// may ever write into a charge's Metadata.
+// charge is a stored charge. Once stored it never changes: a change
+// stores a changed copy in its place, under its account's lock (see
+// account.changeCharge), so that a charge may be read without the lock
+// and kept, as an event keeps it, as it was. Nor does its Metadata ever
+// change: an empty one is the world's noMetadata, which every charge
+// without metadata shares, so that nothing may ever write into a charge's
+// Metadata.
 type charge struct {
 	Charge
 	card      card   // the test card it was paid with

@@ -51,8 +51,8 @@ type event struct {
 	requestID string
 	key       string // the request's idempotency key, "" for none
 	seq       uint64 // creation order across accounts
-	// obj is a snapshot of the object, encoded on first use: a charge, a
-	// *Refund or a paymentIntent.
+	// obj is a snapshot of the object, encoded on first use: a *charge
+	// (stored charges never change), a *Refund or a paymentIntent.
 	obj     any
 	once    sync.Once
 	raw     []byte
@@ -63,8 +63,8 @@ type event struct {
 func (ev *event) object() []byte {
 	ev.once.Do(func() {
 		switch o := ev.obj.(type) {
-		case charge:
-			ev.raw = stripeChargeOf(&o).appendJSON(nil)
+		case *charge:
+			ev.raw = stripeChargeOf(o).appendJSON(nil)
 		case *Refund:
 			ev.raw, _ = json.Marshal(stripeRefundOf(o))
 		case paymentIntent:
@@ -219,10 +219,11 @@ func (h *hookAccount) forget(ev *event) {
 // or charge.failed for a decline that left a failed charge.
 func (w *world) emitCharge(r *http.Request, ch *charge, e *apiError) {
 	switch {
+	case ch == nil:
 	case e == nil:
-		w.emit(r, EventChargeSucceeded, *ch)
+		w.emit(r, EventChargeSucceeded, ch)
 	case e.Charge != "" && ch.ID == e.Charge:
-		w.emit(r, EventChargeFailed, *ch)
+		w.emit(r, EventChargeFailed, ch)
 	}
 }
 
@@ -232,7 +233,7 @@ func (w *world) emitCapture(r *http.Request, ch *charge, e *apiError) {
 	if e != nil {
 		return
 	}
-	w.emit(r, EventChargeCaptured, *ch)
+	w.emit(r, EventChargeCaptured, ch)
 	if ch.paymentIntent != "" {
 		if pi, e := exchangeOf(r.Context()).account.getIntent(ch.paymentIntent); e == nil {
 			w.emit(r, EventPaymentIntentSucceeded, pi)

@@ -483,12 +483,12 @@ func (w *world) createChargeStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	cp.viaSource, cp.recordDecline = viaSource, true
 	ch, e := w.createCharge(exchangeOf(r.Context()).account, &cp, requestKey(r))
-	w.emitCharge(r, &ch, e)
+	w.emitCharge(r, ch, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, &ch)
+	writeStripeCharge(rw, ch)
 }
 
 func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
@@ -501,7 +501,7 @@ func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, &ch)
+	writeStripeCharge(rw, ch)
 }
 
 func (w *world) listChargesStripe(rw http.ResponseWriter, r *http.Request) {
@@ -555,12 +555,12 @@ func (w *world) captureChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, e := exchangeOf(r.Context()).account.captureCharge(r.PathValue("id"), amount, given)
-	w.emitCapture(r, &ch, e)
+	w.emitCapture(r, ch, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, &ch)
+	writeStripeCharge(rw, ch)
 }
 
 func (w *world) createRefundStripe(rw http.ResponseWriter, r *http.Request) {
