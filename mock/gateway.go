@@ -188,13 +188,16 @@ type exchange struct {
 	client    context.Context // the request's own, which ends when its client hangs up
 	requestID string
 	idHeader  [1]string // the Request-Id header's value, sharing the allocation
-	sw        statusWriter
-	account   *account
-	dialect   dialect
-	fault     FaultKind // the injected fault that applied, if any
-	rejected  bool      // refused before executing: auth, route, validation
-	observed  bool      // the idempotency middleware decided on the request
-	event     idempotency.Event
+	// The Content-Type and Content-Length values of the answer, when a
+	// handler writes it with writeLineIn, sharing the allocation too.
+	bodyHeaders [2]string
+	sw          statusWriter
+	account     *account
+	dialect     dialect
+	fault       FaultKind // the injected fault that applied, if any
+	rejected    bool      // refused before executing: auth, route, validation
+	observed    bool      // the idempotency middleware decided on the request
+	event       idempotency.Event
 }
 
 var _ context.Context = (*exchange)(nil)

@@ -368,16 +368,21 @@ func stripeChargeOf(ch *charge) *stripeCharge {
 	return &out
 }
 
-// writeStripeCharge answers ch, as writeJSON would, without putting its
-// Stripe form on the heap: the charge, its source and the source's empty
-// metadata all stay in this frame.
-func writeStripeCharge(w http.ResponseWriter, ch *charge) {
+// writeStripeCharge answers ch to r, as writeJSON would, without putting
+// its Stripe form on the heap: the charge, its source and the source's
+// empty metadata all stay in this frame, and the header values go in r's
+// exchange.
+func writeStripeCharge(w http.ResponseWriter, r *http.Request, ch *charge) {
 	var src stripeCard
 	out := stripeChargeWith(ch, &src)
 	if out.Source != nil {
 		src.Metadata = map[string]string{}
 	}
-	writeJSONOf(w, http.StatusOK, out.appendJSON)
+	var v *[2]string
+	if x := exchangeOf(r.Context()); x != nil {
+		v = &x.bodyHeaders
+	}
+	writeJSONOf(w, http.StatusOK, out.appendJSON, v)
 }
 
 // stripeChargeWith returns ch's Stripe form. A charge paid with a source
@@ -488,7 +493,7 @@ func (w *world) createChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, ch)
+	writeStripeCharge(rw, r, ch)
 }
 
 func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
@@ -501,7 +506,7 @@ func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, ch)
+	writeStripeCharge(rw, r, ch)
 }
 
 func (w *world) listChargesStripe(rw http.ResponseWriter, r *http.Request) {
@@ -560,7 +565,7 @@ func (w *world) captureChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, ch)
+	writeStripeCharge(rw, r, ch)
 }
 
 func (w *world) createRefundStripe(rw http.ResponseWriter, r *http.Request) {
