@@ -275,8 +275,8 @@ func declineOf(c *card) *apiError {
 		DeclineCode: c.decline, Param: "payment_method", Message: c.message, stored: true}
 }
 
-// addCharge records a charge of cp, paid with c, on acct, whose lock the
-// caller holds; intent is the payment intent it belongs to, if any. A
+// addCharge records a charge of cp, paid with c, cp.paymentMethod's card,
+// on acct, whose lock the caller holds; intent is the payment intent it belongs to, if any. A
 // declined card leaves a failed charge, and the decline names it.
 func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent string) (*charge, *apiError) {
 	now := w.g.Now()
@@ -292,7 +292,6 @@ func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent 
 			Status: StatusRequiresCapture, PaymentMethod: cp.paymentMethod,
 			Description: cp.description, Metadata: cp.metadata, Created: now.Unix(),
 		},
-		card:          *c,
 		viaSource:     cp.viaSource,
 		sourceID:      sourceID,
 		paymentIntent: intent,

@@ -391,7 +391,8 @@ func writeStripeCharge(w http.ResponseWriter, r *http.Request, ch *charge) {
 // does. (It returns the charge, rather than filling one the caller points
 // to, so that escape analysis can see src go no further than the result.)
 func stripeChargeWith(ch *charge, src *stripeCard) stripeCharge {
-	c := &ch.card
+	card := ch.card()
+	c := &card
 	out := stripeCharge{
 		ID: ch.ID, Object: "charge", Amount: ch.Amount, AmountCaptured: ch.AmountCaptured,
 		AmountRefunded: ch.AmountRefunded, Captured: ch.Captured, Created: ch.Created, Currency: ch.Currency,
@@ -404,8 +405,8 @@ func stripeChargeWith(ch *charge, src *stripeCard) stripeCharge {
 			ExpMonth: testCardExpMonth, ExpYear: testCardExpYear, Funding: c.funding, Last4: c.last4, Network: c.brand}},
 	}
 	if ch.Status == StatusFailed {
-		code, reason := "card_declined", c.decline
-		out.Status, out.FailureCode, out.FailureMessage = StatusFailed, &code, &c.message
+		code, reason, msg := "card_declined", c.decline, c.message // not &c.message, which would put c on the heap
+		out.Status, out.FailureCode, out.FailureMessage = StatusFailed, &code, &msg
 		out.Outcome = stripeOutcome{NetworkStatus: "declined_by_network", Reason: &reason, RiskLevel: "normal",
 			SellerMessage: sellerMessage(c.decline), Type: "issuer_declined"}
 	}
