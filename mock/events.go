@@ -44,10 +44,8 @@ const (
 type event struct {
 	id        string
 	typ       string
-	created   int64
-	at        time.Time // created, to the nanosecond
-	account   string    // the id of the account it happened in
-	connected string    // the Stripe-Account it happened in, "" for none
+	at        time.Time // when it was created (see created)
+	account   string    // the id of the account it happened in (see connected)
 	requestID string
 	key       string // the request's idempotency key, "" for none
 	seq       uint64 // creation order across accounts
@@ -57,6 +55,15 @@ type event struct {
 	once    sync.Once
 	raw     []byte
 	pending atomic.Int64 // deliveries not yet answered with a 2xx
+}
+
+// created is when ev was created, in Unix seconds.
+func (ev *event) created() int64 { return ev.at.Unix() }
+
+// connected is the Stripe-Account ev happened in, "" for none.
+func (ev *event) connected() string {
+	_, connected, _ := strings.Cut(ev.account, "/")
+	return connected
 }
 
 // object returns data.object, the event's object as Stripe's API shows it.
@@ -101,7 +108,7 @@ type stripeEventReq struct {
 // encode returns ev as Stripe shows it, in apiVersion.
 func (ev *event) encode(apiVersion string) *stripeEvent {
 	return &stripeEvent{
-		ID: ev.id, Object: "event", Account: nullable(ev.connected), APIVersion: apiVersion, Created: ev.created,
+		ID: ev.id, Object: "event", Account: nullable(ev.connected()), APIVersion: apiVersion, Created: ev.created(),
 		Data: stripeEventData{Object: ev.object()}, PendingWebhooks: ev.pending.Load(),
 		Request: stripeEventReq{ID: nullable(ev.requestID), IdempotencyKey: nullable(ev.key)}, Type: ev.typ,
 	}
@@ -130,11 +137,8 @@ func (w *world) emit(r *http.Request, typ string, obj any) {
 	x := exchangeOf(r.Context())
 	now := w.g.Now()
 	ev := &event{
-		id: newID("evt_", 15), typ: typ, created: now.Unix(), at: now, account: x.account.id,
+		id: newID("evt_", 15), typ: typ, at: now, account: x.account.id,
 		requestID: x.requestID, key: requestKey(r), obj: obj, seq: w.hooks.seq.Add(1),
-	}
-	if _, connected, ok := strings.Cut(ev.account, "/"); ok {
-		ev.connected = connected
 	}
 	h := w.hooksOf(ev.account)
 	h.mu.Lock()
