@@ -135,7 +135,7 @@ func readForm(rw http.ResponseWriter, r *http.Request, allowed ...string) (formF
 			return nil, invalidParam("parameter_unknown", name,
 				"received unknown query parameter "+strconv.Quote(name)+": POST parameters go in the form body")
 		}
-		body, err := readAll(http.MaxBytesReader(rw, r.Body, maxBodyBytes), r.ContentLength)
+		body, err := readBody(rw, r)
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
