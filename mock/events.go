@@ -138,7 +138,7 @@ func (w *world) emit(r *http.Request, typ string, obj any) {
 	now := w.g.Now()
 	ev := &event{
 		id: newID("evt_", 15), typ: typ, at: now, account: x.account.id,
-		requestID: x.requestID, key: requestKey(r), obj: obj, seq: w.hooks.seq.Add(1),
+		requestID: x.requestID(), key: requestKey(r), obj: obj, seq: w.hooks.seq.Add(1),
 	}
 	h := w.hooksOf(ev.account)
 	h.mu.Lock()
