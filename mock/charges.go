@@ -41,13 +41,17 @@ type LedgerCharge struct {
 	IdempotencyKey string `json:"idempotency_key"`
 }
 
-// charge is a stored charge. Its Charge changes only under its account's
-// lock, and Metadata never changes once made: an empty one is the world's
-// noMetadata, which every charge without metadata shares, so that nothing
-// may ever write into a charge's Metadata.
+// charge is a stored charge. Once stored it never changes: a change
+// stores a changed copy in its place, under its account's lock (see
+// account.changeCharge), so that a charge may be read without the lock
+// and kept, as an event keeps it, as it was. Nor does its Metadata ever
+// change: an empty one is the world's noMetadata, which every charge
+// without metadata shares, so that nothing may ever write into a charge's
+// Metadata.
 type charge struct {
 	Charge
-	card      card   // the test card it was paid with
+	// (The test card it was paid with is its PaymentMethod's: see card.
+	// Not keeping a copy makes every charge 80 bytes smaller.)
 	viaSource bool   // Stripe: paid with source rather than payment_method
 	sourceID  string // Stripe: the card_ id of its source, if viaSource
 	// paymentIntent is the id of the payment intent whose confirmation
@@ -57,6 +61,13 @@ type charge struct {
 	seq           uint64    // creation order across accounts
 	at            time.Time // Created, to the nanosecond
 	index         int       // position in account.charges
+}
+
+// card returns the test card ch was paid with: its PaymentMethod's, as
+// every charge's is, whether it came with the charge or its intent.
+func (ch *charge) card() card {
+	c, _ := testCard(ch.PaymentMethod)
+	return c
 }
 
 // Charges returns every charge of every account, oldest first, as they are

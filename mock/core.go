@@ -239,20 +239,22 @@ func testCard(pm string) (c card, ok bool) {
 // createCharge executes a charge for acct under key ("" for none). A
 // decline is an error that is stored; with cp.recordDecline it also leaves
 // a failed charge, which the error names and the result holds.
-func (w *world) createCharge(acct *account, cp *chargeParams, key string) (charge, *apiError) {
+//
+// The charge it returns is the stored one, which never changes (see
+// charge): nil if none was made.
+func (w *world) createCharge(acct *account, cp *chargeParams, key string) (*charge, *apiError) {
 	c, e := cardOf(cp.paymentMethod)
 	if e != nil {
-		return charge{}, e
+		return nil, e
 	}
 	// From here on the request executes: a decline is stored like a charge.
 	if c.decline != "" && !cp.recordDecline {
-		return charge{}, declineOf(&c)
+		return nil, declineOf(&c)
 	}
 	acct.mu.Lock()
 	ch, decline := w.addCharge(acct, cp, &c, key, "")
-	snap := *ch
 	acct.mu.Unlock()
-	return snap, decline
+	return ch, decline
 }
 
 // cardOf looks up pm, a test payment method, or refuses it: nothing
@@ -273,8 +275,8 @@ func declineOf(c *card) *apiError {
 		DeclineCode: c.decline, Param: "payment_method", Message: c.message, stored: true}
 }
 
-// addCharge records a charge of cp, paid with c, on acct, whose lock the
-// caller holds; intent is the payment intent it belongs to, if any. A
+// addCharge records a charge of cp, paid with c, cp.paymentMethod's card,
+// on acct, whose lock the caller holds; intent is the payment intent it belongs to, if any. A
 // declined card leaves a failed charge, and the decline names it.
 func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent string) (*charge, *apiError) {
 	now := w.g.Now()
@@ -290,7 +292,6 @@ func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent 
 			Status: StatusRequiresCapture, PaymentMethod: cp.paymentMethod,
 			Description: cp.description, Metadata: cp.metadata, Created: now.Unix(),
 		},
-		card:          *c,
 		viaSource:     cp.viaSource,
 		sourceID:      sourceID,
 		paymentIntent: intent,
@@ -316,15 +317,29 @@ func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent 
 	return ch, decline
 }
 
-// getCharge returns a copy of acct's charge id.
-func (acct *account) getCharge(id string) (charge, *apiError) {
+// getCharge returns acct's charge id as it is now: the stored one, which
+// never changes (see charge).
+func (acct *account) getCharge(id string) (*charge, *apiError) {
 	acct.mu.Lock()
 	defer acct.mu.Unlock()
 	ch := acct.byID[id]
 	if ch == nil {
-		return charge{}, missingResource("id", "no such charge: "+strconv.Quote(id))
+		return nil, missingResource("id", "no such charge: "+strconv.Quote(id))
 	}
-	return *ch, nil
+	return ch, nil
+}
+
+// changeCharge returns a copy of ch, one of acct's charges, to change, and
+// stores it in ch's place; the caller holds acct's lock. A stored charge is
+// never changed in place, so that what holds one, such as an event made
+// when the charge was created, keeps it as it was, without a copy of its
+// own.
+func (acct *account) changeCharge(ch *charge) *charge {
+	c := new(charge)
+	*c = *ch
+	acct.charges[c.index] = c
+	acct.byID[c.ID] = c
+	return c
 }
 
 // Charge list limits.
@@ -406,13 +421,14 @@ func pageOf[T any](items []*T, pg page, noun string, lookup func(string) *T, ind
 	return out, next >= 0, nil
 }
 
-// captureCharge captures acct's charge id, in full unless given.
-func (acct *account) captureCharge(id string, amount int64, given bool) (charge, *apiError) {
+// captureCharge captures acct's charge id, in full unless given. It
+// returns the charge as it is then, nil if there is none.
+func (acct *account) captureCharge(id string, amount int64, given bool) (*charge, *apiError) {
 	acct.mu.Lock()
 	defer acct.mu.Unlock()
 	ch := acct.byID[id]
 	if ch == nil {
-		return charge{}, missingResource("id", "no such charge: "+strconv.Quote(id))
+		return nil, missingResource("id", "no such charge: "+strconv.Quote(id))
 	}
 	// Business rules: these answers are stored under the key.
 	var e *apiError
@@ -432,12 +448,13 @@ func (acct *account) captureCharge(id string, amount int64, given bool) (charge,
 		if !given {
 			amount = ch.Amount
 		}
+		ch = acct.changeCharge(ch)
 		ch.Status, ch.Captured, ch.AmountCaptured = StatusSucceeded, true, amount
 	}
 	if e != nil {
 		e.stored = true
 	}
-	return *ch, e
+	return acct.byID[id], e // changed by the intent's capture, if it has one
 }
 
 // createRefund refunds part or all of what remains on a captured charge:
@@ -482,6 +499,7 @@ func (w *world) createRefund(acct *account, rp *refundParams) (*Refund, *apiErro
 	if amount == 0 {
 		amount = remaining
 	}
+	ch = acct.changeCharge(ch)
 	ch.AmountRefunded += amount
 	ch.Refunded = ch.AmountRefunded == ch.AmountCaptured
 	ref := &Refund{

@@ -42,7 +42,7 @@ func (g *Gateway) Events() []EventRecord {
 	slices.SortFunc(all, func(a, b *event) int { return cmp.Compare(a.seq, b.seq) })
 	out := make([]EventRecord, len(all))
 	for i, ev := range all {
-		out[i] = EventRecord{ID: ev.id, Type: ev.typ, Account: ev.account, Created: ev.created,
+		out[i] = EventRecord{ID: ev.id, Type: ev.typ, Account: ev.account, Created: ev.created(),
 			RequestID: ev.requestID, IdempotencyKey: ev.key, PendingWebhooks: ev.pending.Load()}
 	}
 	return out

@@ -69,7 +69,7 @@ func writeError(w http.ResponseWriter, e *apiError) {
 // gateway answers with does), as json.Marshal encodes it.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	if c, ok := v.(*stripeCharge); ok {
-		writeJSONOf(w, status, c.appendJSON)
+		writeJSONOf(w, status, c.appendJSON, nil)
 		return
 	}
 	buf := encodeBuffers.Get().(*bytes.Buffer)
@@ -80,12 +80,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeLine(w, status, buf.Bytes())
 }
 
-// writeJSONOf writes what appendJSON appends, a value's JSON encoding.
-func writeJSONOf(w http.ResponseWriter, status int, appendJSON func([]byte) []byte) {
+// writeJSONOf writes what appendJSON appends, a value's JSON encoding,
+// with its header values in v (see writeLineIn), or in an allocation of
+// their own if v is nil.
+func writeJSONOf(w http.ResponseWriter, status int, appendJSON func([]byte) []byte, v *[2]string) {
 	buf := encodeBuffers.Get().(*bytes.Buffer)
 	defer putEncodeBuffer(buf)
 	buf.Write(append(appendJSON(buf.AvailableBuffer()), '\n'))
-	writeLine(w, status, buf.Bytes())
+	if v == nil {
+		v = new([2]string)
+	}
+	writeLineIn(w, status, buf.Bytes(), v)
 }
 
 // encodeBuffers keeps writeJSON's buffers between responses. Every writer
@@ -114,10 +119,18 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 
 // writeLine writes body, which ends in a newline, in one Write.
 func writeLine(w http.ResponseWriter, status int, body []byte) {
+	// The two header values share one allocation.
+	writeLineIn(w, status, body, new([2]string))
+}
+
+// writeLineIn is writeLine with the header values kept in v, which the
+// caller has allocated already, such as the request's exchange: one
+// allocation fewer per answer.
+func writeLineIn(w http.ResponseWriter, status int, body []byte, v *[2]string) {
 	h := w.Header()
-	// The two values share one allocation; each slice is capped, so that
-	// appending to one never writes over the other.
-	v := &[2]string{"application/json", strconv.Itoa(len(body))}
+	// Each slice is capped, so that appending to one never writes over the
+	// other.
+	v[0], v[1] = "application/json", strconv.Itoa(len(body))
 	h["Content-Type"], h["Content-Length"] = v[0:1:1], v[1:2:2]
 	w.WriteHeader(status)
 	w.Write(body)

@@ -44,27 +44,34 @@ const (
 type event struct {
 	id        string
 	typ       string
-	created   int64
-	at        time.Time // created, to the nanosecond
-	account   string    // the id of the account it happened in
-	connected string    // the Stripe-Account it happened in, "" for none
+	at        time.Time // when it was created (see created)
+	account   string    // the id of the account it happened in (see connected)
 	requestID string
 	key       string // the request's idempotency key, "" for none
 	seq       uint64 // creation order across accounts
-	// obj is a snapshot of the object, encoded on first use: a charge, a
-	// *Refund or a paymentIntent.
+	// obj is a snapshot of the object, encoded on first use: a *charge
+	// (stored charges never change), a *Refund or a paymentIntent.
 	obj     any
 	once    sync.Once
 	raw     []byte
 	pending atomic.Int64 // deliveries not yet answered with a 2xx
 }
 
+// created is when ev was created, in Unix seconds.
+func (ev *event) created() int64 { return ev.at.Unix() }
+
+// connected is the Stripe-Account ev happened in, "" for none.
+func (ev *event) connected() string {
+	_, connected, _ := strings.Cut(ev.account, "/")
+	return connected
+}
+
 // object returns data.object, the event's object as Stripe's API shows it.
 func (ev *event) object() []byte {
 	ev.once.Do(func() {
 		switch o := ev.obj.(type) {
-		case charge:
-			ev.raw = stripeChargeOf(&o).appendJSON(nil)
+		case *charge:
+			ev.raw = stripeChargeOf(o).appendJSON(nil)
 		case *Refund:
 			ev.raw, _ = json.Marshal(stripeRefundOf(o))
 		case paymentIntent:
@@ -101,7 +108,7 @@ type stripeEventReq struct {
 // encode returns ev as Stripe shows it, in apiVersion.
 func (ev *event) encode(apiVersion string) *stripeEvent {
 	return &stripeEvent{
-		ID: ev.id, Object: "event", Account: nullable(ev.connected), APIVersion: apiVersion, Created: ev.created,
+		ID: ev.id, Object: "event", Account: nullable(ev.connected()), APIVersion: apiVersion, Created: ev.created(),
 		Data: stripeEventData{Object: ev.object()}, PendingWebhooks: ev.pending.Load(),
 		Request: stripeEventReq{ID: nullable(ev.requestID), IdempotencyKey: nullable(ev.key)}, Type: ev.typ,
 	}
@@ -130,11 +137,8 @@ func (w *world) emit(r *http.Request, typ string, obj any) {
 	x := exchangeOf(r.Context())
 	now := w.g.Now()
 	ev := &event{
-		id: newID("evt_", 15), typ: typ, created: now.Unix(), at: now, account: x.account.id,
-		requestID: x.requestID, key: requestKey(r), obj: obj, seq: w.hooks.seq.Add(1),
-	}
-	if _, connected, ok := strings.Cut(ev.account, "/"); ok {
-		ev.connected = connected
+		id: newID("evt_", 15), typ: typ, at: now, account: x.account.id,
+		requestID: x.requestID(), key: requestKey(r), obj: obj, seq: w.hooks.seq.Add(1),
 	}
 	h := w.hooksOf(ev.account)
 	h.mu.Lock()
@@ -219,10 +223,11 @@ func (h *hookAccount) forget(ev *event) {
 // or charge.failed for a decline that left a failed charge.
 func (w *world) emitCharge(r *http.Request, ch *charge, e *apiError) {
 	switch {
+	case ch == nil:
 	case e == nil:
-		w.emit(r, EventChargeSucceeded, *ch)
+		w.emit(r, EventChargeSucceeded, ch)
 	case e.Charge != "" && ch.ID == e.Charge:
-		w.emit(r, EventChargeFailed, *ch)
+		w.emit(r, EventChargeFailed, ch)
 	}
 }
 
@@ -232,7 +237,7 @@ func (w *world) emitCapture(r *http.Request, ch *charge, e *apiError) {
 	if e != nil {
 		return
 	}
-	w.emit(r, EventChargeCaptured, *ch)
+	w.emit(r, EventChargeCaptured, ch)
 	if ch.paymentIntent != "" {
 		if pi, e := exchangeOf(r.Context()).account.getIntent(ch.paymentIntent); e == nil {
 			w.emit(r, EventPaymentIntentSucceeded, pi)

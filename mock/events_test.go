@@ -195,3 +195,39 @@ func TestEventsReadInPayonceDialect(t *testing.T) {
 	assert.Contains(t, string(r.Body), `"type":"charge.succeeded"`)
 	assert.Equal(t, http.StatusNotFound, h.get("/v1/events/evt_nope").Status)
 }
+
+// An event shows its object as it was when the event happened: a later
+// capture and refund leave an earlier event's charge as it was, even when
+// the event is first read after them.
+func TestEventKeepsObjectAsItWas(t *testing.T) {
+	h := setup(t)
+	auth := `{"amount":2500,"currency":"usd","payment_method":"tok_visa","capture":false}`
+	id := h.post("/v1/charges", "k1", auth).charge(t).ID
+	require.True(t, h.post("/v1/charges/"+id+"/capture", "k2", `{}`).charge(t).Captured)
+	r := h.post("/v1/refunds", "k3", `{"charge":"`+id+`"}`)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	type object struct {
+		ID             string `json:"id"`
+		Captured       bool   `json:"captured"`
+		AmountCaptured int64  `json:"amount_captured"`
+		AmountRefunded int64  `json:"amount_refunded"`
+		Refunded       bool   `json:"refunded"`
+	}
+	list := decode[struct {
+		Data []struct {
+			Type string `json:"type"`
+			Data struct {
+				Object object `json:"object"`
+			} `json:"data"`
+		} `json:"data"`
+	}](t, h.get("/v1/events?types[]=charge.*"))
+	got := map[string]object{}
+	for _, ev := range list.Data {
+		got[ev.Type] = ev.Data.Object
+	}
+	assert.Equal(t, map[string]object{
+		"charge.succeeded": {ID: id},
+		"charge.captured":  {ID: id, Captured: true, AmountCaptured: 2500},
+		"charge.refunded":  {ID: id, Captured: true, AmountCaptured: 2500, AmountRefunded: 2500, Refunded: true},
+	}, got)
+}

@@ -185,19 +185,24 @@ func (g *Gateway) newWorld() (*world, error) {
 // itself that context: the request's own (client), with the exchange as
 // the value of exchangeKey, so that one allocation serves for both.
 type exchange struct {
-	client    context.Context // the request's own, which ends when its client hangs up
-	requestID string
-	idHeader  [1]string // the Request-Id header's value, sharing the allocation
-	sw        statusWriter
-	account   *account
-	dialect   dialect
-	fault     FaultKind // the injected fault that applied, if any
-	rejected  bool      // refused before executing: auth, route, validation
-	observed  bool      // the idempotency middleware decided on the request
-	event     idempotency.Event
+	client   context.Context // the request's own, which ends when its client hangs up
+	idHeader [1]string       // the Request-Id header's value, sharing the allocation (see requestID)
+	// The Content-Type and Content-Length values of the answer, when a
+	// handler writes it with writeLineIn, sharing the allocation too.
+	bodyHeaders [2]string
+	sw          statusWriter
+	account     *account
+	dialect     dialect
+	fault       FaultKind // the injected fault that applied, if any
+	rejected    bool      // refused before executing: auth, route, validation
+	observed    bool      // the idempotency middleware decided on the request
+	event       idempotency.Event
 }
 
 var _ context.Context = (*exchange)(nil)
+
+// requestID is the request's Request-Id, kept once, as the header's value.
+func (x *exchange) requestID() string { return x.idHeader[0] }
 
 // The request's context, as the exchange passes it on.
 
@@ -252,7 +257,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wd := g.world.Load()
-	x := &exchange{requestID: id, client: r.Context(), dialect: dialectOf(r)}
+	x := &exchange{client: r.Context(), dialect: dialectOf(r)}
 	x.idHeader[0] = id
 	w.Header()["Request-Id"] = x.idHeader[:]
 	if x.dialect == stripeDialect {
@@ -361,7 +366,7 @@ func (w *world) finish(x *exchange, r *http.Request) {
 		Status:    x.sw.status,
 		Outcome:   x.outcome(),
 		Fault:     x.fault,
-		RequestID: x.requestID,
+		RequestID: x.requestID(),
 	}
 	if x.account != nil {
 		rec.Account = x.account.id

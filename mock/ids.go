@@ -39,14 +39,20 @@ func newIDPair(p1, p2 string) (string, string) {
 	return s[:n], s[n:]
 }
 
-// writeBase32 writes raw, a multiple of 5 bytes long, in idAlphabet.
+// writeBase32 writes raw, a multiple of 5 bytes long and at most 15, in
+// idAlphabet. It encodes into an array and writes that once, rather than a
+// byte at a time: a new key makes three identifiers.
 func writeBase32(b *strings.Builder, raw []byte) {
+	var out [24]byte
+	n := 0
 	for i := 0; i+5 <= len(raw); i += 5 {
 		v := uint64(raw[i])<<32 | uint64(raw[i+1])<<24 | uint64(raw[i+2])<<16 | uint64(raw[i+3])<<8 | uint64(raw[i+4])
 		for shift := 35; shift >= 0; shift -= 5 {
-			b.WriteByte(idAlphabet[(v>>shift)&31])
+			out[n] = idAlphabet[(v>>shift)&31]
+			n++
 		}
 	}
+	b.Write(out[:n])
 }
 
 // Identifiers carry 120 random bits; request IDs, which only need to be

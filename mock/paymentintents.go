@@ -355,7 +355,7 @@ func (acct *account) captureIntentLocked(pi *paymentIntent, amount int64, given 
 	if !given {
 		amount = pi.amountCapturable
 	}
-	ch := acct.byID[pi.latestCharge]
+	ch := acct.changeCharge(acct.byID[pi.latestCharge])
 	ch.Status, ch.Captured, ch.AmountCaptured = StatusSucceeded, true, amount
 	pi.status, pi.amountReceived, pi.amountCapturable = intentSucceeded, amount, 0
 	return nil
@@ -373,7 +373,7 @@ func (w *world) cancelIntent(acct *account, id string, reason *string) (paymentI
 	}
 	switch pi.status {
 	case intentRequiresCapture:
-		ch := acct.byID[pi.latestCharge]
+		ch := acct.changeCharge(acct.byID[pi.latestCharge])
 		ch.AmountRefunded, ch.Refunded = ch.Amount, true
 		pi.amountCapturable = 0
 	case intentRequiresPaymentMethod, intentRequiresConfirmation:

@@ -54,7 +54,7 @@ func (w *world) createChargeJSON(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, e := w.createCharge(exchangeOf(r.Context()).account, &cp, requestKey(r))
-	w.emitCharge(r, &ch, e)
+	w.emitCharge(r, ch, e)
 	if e != nil {
 		fail(rw, r, e)
 		return
@@ -144,7 +144,7 @@ func (w *world) captureChargeJSON(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, e := exchangeOf(r.Context()).account.captureCharge(r.PathValue("id"), amount, given)
-	w.emitCapture(r, &ch, e)
+	w.emitCapture(r, ch, e)
 	if e != nil {
 		fail(rw, r, e)
 		return

@@ -135,7 +135,7 @@ func readForm(rw http.ResponseWriter, r *http.Request, allowed ...string) (formF
 			return nil, invalidParam("parameter_unknown", name,
 				"received unknown query parameter "+strconv.Quote(name)+": POST parameters go in the form body")
 		}
-		body, err := readAll(http.MaxBytesReader(rw, r.Body, maxBodyBytes), r.ContentLength)
+		body, err := readBody(rw, r)
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
@@ -368,16 +368,21 @@ func stripeChargeOf(ch *charge) *stripeCharge {
 	return &out
 }
 
-// writeStripeCharge answers ch, as writeJSON would, without putting its
-// Stripe form on the heap: the charge, its source and the source's empty
-// metadata all stay in this frame.
-func writeStripeCharge(w http.ResponseWriter, ch *charge) {
+// writeStripeCharge answers ch to r, as writeJSON would, without putting
+// its Stripe form on the heap: the charge, its source and the source's
+// empty metadata all stay in this frame, and the header values go in r's
+// exchange.
+func writeStripeCharge(w http.ResponseWriter, r *http.Request, ch *charge) {
 	var src stripeCard
 	out := stripeChargeWith(ch, &src)
 	if out.Source != nil {
 		src.Metadata = map[string]string{}
 	}
-	writeJSONOf(w, http.StatusOK, out.appendJSON)
+	var v *[2]string
+	if x := exchangeOf(r.Context()); x != nil {
+		v = &x.bodyHeaders
+	}
+	writeJSONOf(w, http.StatusOK, out.appendJSON, v)
 }
 
 // stripeChargeWith returns ch's Stripe form. A charge paid with a source
@@ -386,7 +391,8 @@ func writeStripeCharge(w http.ResponseWriter, ch *charge) {
 // does. (It returns the charge, rather than filling one the caller points
 // to, so that escape analysis can see src go no further than the result.)
 func stripeChargeWith(ch *charge, src *stripeCard) stripeCharge {
-	c := &ch.card
+	card := ch.card()
+	c := &card
 	out := stripeCharge{
 		ID: ch.ID, Object: "charge", Amount: ch.Amount, AmountCaptured: ch.AmountCaptured,
 		AmountRefunded: ch.AmountRefunded, Captured: ch.Captured, Created: ch.Created, Currency: ch.Currency,
@@ -399,8 +405,8 @@ func stripeChargeWith(ch *charge, src *stripeCard) stripeCharge {
 			ExpMonth: testCardExpMonth, ExpYear: testCardExpYear, Funding: c.funding, Last4: c.last4, Network: c.brand}},
 	}
 	if ch.Status == StatusFailed {
-		code, reason := "card_declined", c.decline
-		out.Status, out.FailureCode, out.FailureMessage = StatusFailed, &code, &c.message
+		code, reason, msg := "card_declined", c.decline, c.message // not &c.message, which would put c on the heap
+		out.Status, out.FailureCode, out.FailureMessage = StatusFailed, &code, &msg
 		out.Outcome = stripeOutcome{NetworkStatus: "declined_by_network", Reason: &reason, RiskLevel: "normal",
 			SellerMessage: sellerMessage(c.decline), Type: "issuer_declined"}
 	}
@@ -483,12 +489,12 @@ func (w *world) createChargeStripe(rw http.ResponseWriter, r *http.Request) {
 	}
 	cp.viaSource, cp.recordDecline = viaSource, true
 	ch, e := w.createCharge(exchangeOf(r.Context()).account, &cp, requestKey(r))
-	w.emitCharge(r, &ch, e)
+	w.emitCharge(r, ch, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, &ch)
+	writeStripeCharge(rw, r, ch)
 }
 
 func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
@@ -501,7 +507,7 @@ func (w *world) getChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, &ch)
+	writeStripeCharge(rw, r, ch)
 }
 
 func (w *world) listChargesStripe(rw http.ResponseWriter, r *http.Request) {
@@ -555,12 +561,12 @@ func (w *world) captureChargeStripe(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch, e := exchangeOf(r.Context()).account.captureCharge(r.PathValue("id"), amount, given)
-	w.emitCapture(r, &ch, e)
+	w.emitCapture(r, ch, e)
 	if e != nil {
 		failStripe(rw, r, e)
 		return
 	}
-	writeStripeCharge(rw, &ch)
+	writeStripeCharge(rw, r, ch)
 }
 
 func (w *world) createRefundStripe(rw http.ResponseWriter, r *http.Request) {

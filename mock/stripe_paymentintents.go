@@ -119,7 +119,7 @@ func writeIntent(rw http.ResponseWriter, r *http.Request, f formFields, pi *paym
 	var latest *charge
 	if pi.latestCharge != "" && expands(f, "latest_charge") {
 		if ch, e := exchangeOf(r.Context()).account.getCharge(pi.latestCharge); e == nil {
-			latest = &ch
+			latest = ch
 		}
 	}
 	writeJSON(rw, http.StatusOK, stripeIntentOf(pi, latest))
