@@ -5,11 +5,14 @@
 -- (payonce-mock -addr 127.0.0.1:8420, stripe-mock -http-addr 127.0.0.1:12111)
 -- and send each the same load, one after the other:
 --
---   wrk -t2 -c32 -d20s -s mock/stripebench/testdata/new_keys.lua http://127.0.0.1:8420
---   wrk -t2 -c32 -d20s -s mock/stripebench/testdata/new_keys.lua http://127.0.0.1:12111
+--   wrk -t2 -c32 -d4s -s mock/stripebench/testdata/new_keys.lua http://127.0.0.1:8420
+--   wrk -t2 -c32 -d4s -s mock/stripebench/testdata/new_keys.lua http://127.0.0.1:12111
 --
 -- wrk counts answers other than 2xx and 3xx as "Non-2xx or 3xx responses":
--- a run that reports any measured something else.
+-- a run that reports any measured something else. Keep runs short, and
+-- restart payonce-mock between them: its memory store, bounded to 256 MiB,
+-- holds about 140,000 of these charges, and once it is full every new key
+-- gets 503 idempotency_store_full until records expire.
 
 local threads = 0
 
