@@ -42,8 +42,11 @@
 //
 // Every response must be 200. payonce-mock's must also say whether it is a
 // replay (Idempotent-Replayed: true) as the load expects; stripe-mock
-// replays nothing, so its answer to a replay is a new charge. Each
-// sub-benchmark, such as new_keys/server=stripe-mock and
+// replays nothing, so its answer to a replay is a new charge. One
+// payonce-mock serves every repetition, and keeps every key: its memory
+// store, bounded to 256 MiB, holds about 140,000 of these charges, past
+// which new keys get 503 idempotency_store_full, so keep -benchtime times
+// -count below that. Each sub-benchmark, such as new_keys/server=stripe-mock and
 // new_keys/server=payonce-mock, reports req/s and, on Linux, the CPU time
 // the server process spent per request (server-cpu-ns/req, from /proc, in
 // 10 ms ticks: give it thousands of requests), and that of the clients,
