@@ -99,8 +99,9 @@ const (
 // The zero value is not usable; call [NewMemoryStore].
 type MemoryStore struct {
 	seed       maphash.Seed
-	maxRecords int64 // math.MaxInt64 when unbounded
-	maxBytes   int64 // math.MaxInt64 when unbounded
+	epoch      time.Time // when the store was made: what stamp counts from
+	maxRecords int64     // math.MaxInt64 when unbounded
+	maxBytes   int64     // math.MaxInt64 when unbounded
 
 	// The counters change with every new record, in every shard. The
 	// padding keeps them off the cache line that every call reads.
@@ -141,12 +142,10 @@ type memoryShard struct {
 	entries map[string]memoryEntry
 	expiry  expiryHeap
 
-	// next is the earliest expiry in the heap in Unix nanoseconds, or
+	// next is the earliest expiry in the heap, as stamp gives it, or
 	// math.MaxInt64 when it is empty. It is written under mu and read
 	// without it by makeRoom, which only needs a hint of which shards hold
-	// anything to evict. (Times the nanoseconds of an int64 cannot hold,
-	// before 1678 or after 2262, make a wrong hint: a full store may then
-	// refuse a claim it could have made room for.)
+	// anything to evict.
 	next atomic.Int64
 }
 
@@ -194,7 +193,7 @@ func bound(n int64) int64 {
 // [DefaultMemoryMaxRecords] and [DefaultMemoryMaxBytes] unless opts say
 // otherwise.
 func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
-	s := &MemoryStore{seed: maphash.MakeSeed(), maxRecords: DefaultMemoryMaxRecords, maxBytes: DefaultMemoryMaxBytes}
+	s := &MemoryStore{seed: maphash.MakeSeed(), epoch: time.Now(), maxRecords: DefaultMemoryMaxRecords, maxBytes: DefaultMemoryMaxBytes}
 	for _, o := range opts {
 		o(s)
 	}
@@ -263,7 +262,7 @@ func (s *MemoryStore) Claim(_ context.Context, c Claim) (Result, error) {
 			k, fp := len(id), len(id)+len(c.Fingerprint)
 			e := memoryEntry{id: all[:k], fingerprint: all[k:fp], token: all[fp:], expires: c.Now.Add(c.Lease)}
 			sh.entries[e.id] = e
-			sh.push(e.id, e.expires)
+			sh.push(e.id, s.stamp(e.expires))
 			sh.mu.Unlock()
 			return Result{State: Claimed}, nil
 		}
@@ -290,7 +289,7 @@ func (s *MemoryStore) Renew(_ context.Context, c Claim) error {
 	}
 	e.expires = c.Now.Add(c.Lease)
 	sh.entries[e.id] = e
-	sh.push(e.id, e.expires)
+	sh.push(e.id, s.stamp(e.expires))
 	s.bytes.Add(memoryItemCost)
 	return nil
 }
@@ -346,7 +345,7 @@ func (s *MemoryStore) finish(c Claim, stored *memoryResponse) error {
 	e.resp = stored
 	e.expires = c.Now.Add(c.TTL)
 	sh.entries[e.id] = e
-	sh.push(e.id, e.expires)
+	sh.push(e.id, s.stamp(e.expires))
 	s.bytes.Add(stored.cost + memoryItemCost)
 	return nil
 }
@@ -451,7 +450,7 @@ func (s *MemoryStore) hasRoom(cost int64) bool {
 // Each record is evicted once, so over time the evictions cost what the
 // insertions did.
 func (s *MemoryStore) makeRoom(now time.Time, start int, cost int64) bool {
-	t := now.UnixNano()
+	t := s.stamp(now)
 	for i := range memoryShards {
 		sh := &s.shards[(start+i)%memoryShards]
 		if sh.next.Load() > t {
@@ -474,10 +473,10 @@ func (s *MemoryStore) makeRoom(now time.Time, start int, cost int64) bool {
 func (s *MemoryStore) sweep(sh *memoryShard, now time.Time, limit int) {
 	var freed, evicted int64
 	n := 0
-	t := now.UnixNano()
+	t := s.stamp(now)
 	for ; n < limit && len(sh.expiry) > 0 && sh.expiry[0].expires <= t; n++ {
 		it := sh.pop()
-		if e, ok := sh.entries[it.key]; ok && e.expires.UnixNano() == it.expires {
+		if e, ok := sh.entries[it.key]; ok && s.stamp(e.expires) == it.expires {
 			delete(sh.entries, it.key)
 			freed += e.cost()
 			evicted++
@@ -558,12 +557,18 @@ func allocSize(n int) int64 {
 	return int64((n + step - 1) &^ (step - 1))
 }
 
-// expiryItem is a record's expiry in the heap, in Unix nanoseconds rather
-// than as a time.Time: 24 bytes rather than 40, for an item of every call
-// that dates a record, and a comparison of two integers. (Times the
-// nanoseconds of an int64 cannot hold, before 1678 or after 2262, are
-// ordered wrongly, and records that expire then may be evicted early or
-// late.)
+// stamp is t as the expiry heap holds it: the nanoseconds since the store
+// was made. An int64 rather than a time.Time makes a heap item 24 bytes
+// rather than 40, for an item of every call that dates a record, and a
+// comparison of two integers. It is not t.UnixNano: Sub measures on the
+// monotonic clock when both times carry its reading, as time.Now's do, so
+// the heap orders and evicts records as Claim's checks (t.Before) judge
+// them, and a step of the wall clock, as NTP or a resumed VM makes, evicts
+// nothing early. (Times more than 292 years from the store's making all
+// stamp as the same instant.)
+func (s *MemoryStore) stamp(t time.Time) int64 { return int64(t.Sub(s.epoch)) }
+
+// expiryItem is a record's expiry in the heap, as stamp gives it.
 type expiryItem struct {
 	key     string
 	expires int64
@@ -574,9 +579,8 @@ type expiryItem struct {
 type expiryHeap []expiryItem
 
 // push adds an item to sh's heap. sh.mu must be held.
-func (sh *memoryShard) push(key string, expires time.Time) {
-	t := expires.UnixNano()
-	h := append(sh.expiry, expiryItem{key, t})
+func (sh *memoryShard) push(key string, expires int64) {
+	h := append(sh.expiry, expiryItem{key, expires})
 	i := len(h) - 1
 	for i > 0 {
 		parent := (i - 1) / 2
@@ -588,7 +592,7 @@ func (sh *memoryShard) push(key string, expires time.Time) {
 	}
 	sh.expiry = h
 	if i == 0 {
-		sh.next.Store(t)
+		sh.next.Store(expires)
 	}
 }
 
