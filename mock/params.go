@@ -78,14 +78,33 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		// within the bound it needs no MaxBytesReader, one allocation
 		// fewer per request.
 		if n := b.Len(); n <= maxBodyBytes {
-			body, err := readAll(r.Body, int64(n))
-			if err == nil && len(body) > maxBodyBytes { // its Len told less than there was
-				return nil, &http.MaxBytesError{Limit: maxBodyBytes}
-			}
-			return body, err
+			return readBounded(r.Body, n)
 		}
 	}
 	return readAll(http.MaxBytesReader(w, r.Body, maxBodyBytes), r.ContentLength)
+}
+
+// readBounded reads r, which says it holds n bytes, to the end, into one
+// allocation when it does. Past maxBodyBytes it stops, with an
+// *http.MaxBytesError, whatever r said.
+func readBounded(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, n+1) // the extra byte lets the last Read see EOF
+	for {
+		k, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if len(buf) > maxBodyBytes {
+			return nil, &http.MaxBytesError{Limit: maxBodyBytes}
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
 }
 
 // readAll reads r to the end, into a single allocation when length is

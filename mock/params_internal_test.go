@@ -44,4 +44,24 @@ func TestReadBodyInMemory(t *testing.T) {
 	assert.True(t, errors.As(err, &tooLarge), "over the bound, whatever its Len says")
 	_, err = read(io.NopCloser(bytes.NewReader(make([]byte, maxBodyBytes+1))))
 	assert.True(t, errors.As(err, &tooLarge), "over the bound, with no Len")
+
+	// One that says it is empty and goes on for 8 times the bound is read
+	// no further than the bound's first Read past it.
+	long := &zeros{left: 8 * maxBodyBytes}
+	_, err = read(lenBody{long, func() int { return 0 }})
+	assert.True(t, errors.As(err, &tooLarge), "over the bound, though its Len says 0")
+	assert.LessOrEqual(t, 8*maxBodyBytes-long.left, 2*maxBodyBytes+1, "bytes read before stopping")
+}
+
+// zeros reads as left zero bytes.
+type zeros struct{ left int }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.left == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), z.left)
+	clear(p[:n])
+	z.left -= n
+	return n, nil
 }

@@ -2,6 +2,7 @@ package mock_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"testing"
@@ -480,4 +481,50 @@ func TestStripeIntentReleasedIsNoDuplicate(t *testing.T) {
 	_, err = sc.V1PaymentIntents.Create(ctx, p)
 	require.NoError(t, err)
 	assert.Len(t, srv.SuspectedDuplicates(time.Minute), 1)
+}
+
+// An intent's capture and cancel change its charge, and the charge.succeeded
+// event made at its confirmation still shows the charge as it was then.
+func TestStripeIntentEventKeepsChargeAsItWas(t *testing.T) {
+	sc, _ := stripeClient(t, keyA)
+	ctx := context.Background()
+	authorize := func(amount int64) *stripe.PaymentIntent {
+		p := intentParams(amount, "pm_card_visa")
+		p.Confirm = stripe.Bool(true)
+		p.CaptureMethod = stripe.String(string(stripe.PaymentIntentCaptureMethodManual))
+		pi, err := sc.V1PaymentIntents.Create(ctx, p)
+		require.NoError(t, err)
+		require.Equal(t, stripe.PaymentIntentStatusRequiresCapture, pi.Status)
+		return pi
+	}
+	captured, canceled := authorize(4100), authorize(4200)
+	_, err := sc.V1PaymentIntents.Capture(ctx, captured.ID, nil)
+	require.NoError(t, err)
+	_, err = sc.V1PaymentIntents.Cancel(ctx, canceled.ID, nil)
+	require.NoError(t, err)
+
+	type object struct {
+		Captured       bool  `json:"captured"`
+		AmountCaptured int64 `json:"amount_captured"`
+		AmountRefunded int64 `json:"amount_refunded"`
+		Refunded       bool  `json:"refunded"`
+	}
+	got := map[string]object{} // by event type and intent
+	for ev, err := range sc.V1Events.List(ctx, &stripe.EventListParams{Type: stripe.String("charge.*")}).All(ctx) {
+		require.NoError(t, err)
+		var o struct {
+			object
+			PaymentIntent string `json:"payment_intent"`
+		}
+		require.NoError(t, json.Unmarshal(ev.Data.Raw, &o))
+		got[string(ev.Type)+" "+o.PaymentIntent] = o.object
+	}
+	assert.Equal(t, map[string]object{
+		"charge.succeeded " + captured.ID: {},
+		"charge.captured " + captured.ID:  {Captured: true, AmountCaptured: 4100},
+		"charge.succeeded " + canceled.ID: {},
+	}, got)
+	ch, err := sc.V1Charges.Retrieve(ctx, canceled.LatestCharge.ID, nil)
+	require.NoError(t, err)
+	assert.True(t, ch.Refunded, "the canceled intent's charge, as it is now")
 }
