@@ -276,8 +276,9 @@ func declineOf(c *card) *apiError {
 }
 
 // addCharge records a charge of cp, paid with c, cp.paymentMethod's card,
-// on acct, whose lock the caller holds; intent is the payment intent it belongs to, if any. A
-// declined card leaves a failed charge, and the decline names it.
+// on acct, whose lock the caller holds; intent is the payment intent it
+// belongs to, if any. A declined card leaves a failed charge, and the
+// decline names it.
 func (w *world) addCharge(acct *account, cp *chargeParams, c *card, key, intent string) (*charge, *apiError) {
 	now := w.g.Now()
 	var id, sourceID string

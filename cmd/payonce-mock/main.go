@@ -4,8 +4,8 @@
 //
 //	payonce-mock [-addr 127.0.0.1:12111] [-ttl 24h] [-require-key=true]
 //	             [-chaos RATE -seed N] [-api-key sk_test_…]… [-mismatch-status 422]
-//	             [-history N] [-history-bytes N] [-allow-remote] [-control-token T]
-//	             [-allow-remote-webhooks]
+//	             [-history N] [-history-bytes N] [-events N] [-delivery-records N]
+//	             [-allow-remote] [-control-token T] [-allow-remote-webhooks]
 //	             [-store postgres://…|redis://… [-store-table T | -store-prefix P]]
 //
 // By default the idempotency records live in memory, with nothing to set

@@ -46,7 +46,9 @@
 // payonce-mock serves every repetition, and keeps every key: its memory
 // store, bounded to 256 MiB, holds about 140,000 of these charges, past
 // which new keys get 503 idempotency_store_full, so keep -benchtime times
-// -count below that. Each sub-benchmark, such as new_keys/server=stripe-mock and
+// -count below that.
+//
+// Each sub-benchmark, such as new_keys/server=stripe-mock and
 // new_keys/server=payonce-mock, reports req/s and, on Linux, the CPU time
 // the server process spent per request (server-cpu-ns/req, from /proc, in
 // 10 ms ticks: give it thousands of requests), and that of the clients,

@@ -212,11 +212,15 @@ func median(rs []result, field func(result) float64) float64 {
 // It fails b on any unexpected answer.
 func drive(b *testing.B, t target, replays bool) result {
 	newClient := newConnClient
-	if *clientFlag == "transport" {
+	switch *clientFlag {
+	case "conn":
+	case "transport":
 		tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
 		defer tr.CloseIdleConnections()
 		c := &http.Client{Transport: tr, Timeout: requestTimeout}
 		newClient = func(t target) client { return &transportClient{c: c, t: t} }
+	default:
+		b.Fatalf("-stripebench.client=%q: want conn or transport", *clientFlag)
 	}
 	run := nonce() // so that no key of an earlier call is new again
 	ctx := b.Context()
