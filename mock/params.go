@@ -75,48 +75,27 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if b, ok := r.Body.(interface{ Len() int }); ok {
 		// A body already in memory that tells how much of it is left, as
 		// the bytes.Reader the idempotency middleware passes on does:
-		// within the bound it needs no MaxBytesReader, one allocation
-		// fewer per request.
-		if n := b.Len(); n <= maxBodyBytes {
-			return readBounded(r.Body, n)
-		}
+		// readAll bounds it as it reads, so it needs no MaxBytesReader,
+		// one allocation fewer per request.
+		return readAll(r.Body, int64(b.Len()))
 	}
 	return readAll(http.MaxBytesReader(w, r.Body, maxBodyBytes), r.ContentLength)
 }
 
-// readBounded reads r, which says it holds n bytes, to the end, into one
-// allocation when it does. Past maxBodyBytes it stops, with an
-// *http.MaxBytesError, whatever r said.
-func readBounded(r io.Reader, n int) ([]byte, error) {
-	buf := make([]byte, 0, n+1) // the extra byte lets the last Read see EOF
-	for {
-		k, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+k]
-		if len(buf) > maxBodyBytes {
-			return nil, &http.MaxBytesError{Limit: maxBodyBytes}
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-	}
-}
-
 // readAll reads r to the end, into a single allocation when length is
-// right, as it is when the idempotency middleware passes the body on.
+// right, as it is when the idempotency middleware passes the body on. Past
+// maxBodyBytes it stops, with an *http.MaxBytesError, whatever length said.
 func readAll(r io.Reader, length int64) ([]byte, error) {
-	if length <= 0 || length > maxBodyBytes {
-		return io.ReadAll(r)
+	if length < 0 || length > maxBodyBytes {
+		length = 512 // unknown, or more than will be read: start as io.ReadAll does
 	}
 	buf := make([]byte, 0, length+1) // the extra byte lets the last Read see EOF
 	for {
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		if len(buf) > maxBodyBytes {
+			return nil, &http.MaxBytesError{Limit: maxBodyBytes}
+		}
 		if err == io.EOF {
 			return buf, nil
 		}
